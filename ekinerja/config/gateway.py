@@ -1,0 +1,95 @@
+"""The gateway's configuration (``gateway.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path
+from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier
+
+
+class GatewaySection(Section):
+    """``[gateway]``: who this gateway is and where it keeps its data."""
+
+    id: Identifier = Field(description="This gateway's id; the store knows it by this id and its token.")
+    data_dir: Path = Field(
+        default=Path("data/gateway"),
+        description="Folder for the punch buffer; relative paths are relative to the config file.",
+    )
+    timezone: ZoneName = Field(
+        default="Asia/Jakarta",
+        description="IANA zone of the office (WIB Asia/Jakarta, WITA Asia/Makassar, WIT Asia/Jayapura).",
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+
+class StoreClientSection(Section):
+    """``[store]``: the central store this gateway pushes to."""
+
+    url: str = Field(
+        pattern=r"^https?://[^\s/]+", description="Base URL of the store, e.g. https://absensi.example.go.id"
+    )
+    token: str = Field(
+        min_length=8,
+        description="Bearer token of this gateway; write ${ENV_NAME} to read it from the environment.",
+    )
+    push_interval_s: float = Field(default=5.0, gt=0, le=3600, description="Seconds between pushes of the buffer.")
+    batch_size: int = Field(default=1000, ge=1, le=MAX_BATCH_EVENTS, description="Events per POST.")
+    timeout_s: float = Field(default=15.0, gt=0, le=300, description="HTTP timeout for one request.")
+    max_backoff_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Longest wait between retries while the store is down."
+    )
+
+
+class ZkDevice(Section):
+    """``[[devices]]`` with ``kind = "zk"``: a ZKTeco terminal reached over the network."""
+
+    id: Identifier = Field(description="Name of the device at this gateway, e.g. pintu-utama.")
+    kind: Literal["zk"] = Field(description="Device kind; zk for ZKTeco terminals.")
+    host: str = Field(min_length=1, description="IP address or host name of the terminal.")
+    port: int = Field(default=4370, gt=0, lt=65536, description="ZK protocol port (4370 by default).")
+    protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp, or udp for older terminals.")
+    password: int = Field(default=0, ge=0, le=999999, description="Comm key set on the terminal (0 = none).")
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="Network timeout for one request.")
+    poll_interval_s: float = Field(default=60.0, ge=1, le=86400, description="Seconds between polls of the log.")
+    timezone: ZoneName | None = Field(default=None, description="The terminal's zone; the gateway's when omitted.")
+    clock_policy: Literal["alert", "correct"] = Field(
+        default="alert",
+        description="alert: keep device time and report skew; correct: occurred_at corrected by the skew.",
+    )
+    encoding: str = Field(default="UTF-8", description="Text encoding of user names and ids on the terminal.")
+
+
+class WebSection(Section):
+    """``[web]``: the gateway's status page."""
+
+    listen: ListenAddress = Field(default="127.0.0.1:8401", description="HOST:PORT of the status page.")
+
+
+class GatewayConfig(Section):
+    """The whole ``gateway.toml``."""
+
+    gateway: GatewaySection
+    store: StoreClientSection
+    devices: list[ZkDevice] = Field(default_factory=list, description="The terminals this gateway reads.")
+    web: WebSection = Field(default_factory=WebSection)
+
+    @model_validator(mode="after")
+    def _unique_device_ids(self) -> Self:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"devices: id {device.id!r} is used twice")
+            seen.add(device.id)
+        return self
+
+    def device_zone(self, device: ZkDevice) -> str:
+        """The zone a device's wall clock is in."""
+        return device.timezone or self.gateway.timezone

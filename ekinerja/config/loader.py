@@ -1,0 +1,99 @@
+"""Reading a TOML config file into a pydantic model, with errors a person can act on.
+
+Strings of the form ``${NAME}`` are replaced by the environment variable NAME, so secrets stay out
+of the file. Every problem (TOML syntax, unknown key, wrong type, missing variable) becomes a
+:class:`ConfigError` that names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. ``problems`` holds one line per fault."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The message printed to the operator."""
+        lines = [f"{self.path}: configuration error{'s' if len(self.problems) > 1 else ''}:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _expand_env(value: Any, loc: tuple[Any, ...], problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(f"{_key_path(loc)}: environment variable {name} is not set")
+                return ""
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*loc, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*loc, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _describe(error: Any) -> str:
+    key = _key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-")))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (check its spelling and the section it is in)"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    given = error.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return f"{key}: {error['msg']}{shown}"
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read ``path`` as TOML, expand ``${ENV}`` references and validate it as ``model``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot be read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["is not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"invalid TOML: {exc}"]) from None
+    problems: list[str] = []
+    expanded = _expand_env(raw, (), problems)
+    try:
+        loaded = model.model_validate(expanded, context={"config_dir": path.parent})
+    except ValidationError as exc:
+        problems += [_describe(err) for err in exc.errors()]
+        raise ConfigError(path, problems) from None
+    if problems:
+        raise ConfigError(path, problems)
+    return loaded

@@ -1,0 +1,64 @@
+"""The store's configuration (``store.toml``)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from ekinerja.config.common import ListenAddress, Section
+from ekinerja.sync.contract import Identifier
+
+
+class StoreSection(Section):
+    """``[store]``: the database and the HTTP listener."""
+
+    database_url: str = Field(
+        default="sqlite:///data/store.db",
+        description=(
+            "SQLAlchemy URL: sqlite:///PATH (relative to where the store runs), "
+            "postgresql+psycopg://user:${PW}@host/db or mysql+pymysql://user:${PW}@host/db?charset=utf8mb4."
+        ),
+    )
+    listen: ListenAddress = Field(default="127.0.0.1:8400", description="HOST:PORT the API listens on.")
+
+
+class GatewayCredential(Section):
+    """``[[gateways]]``: a gateway allowed to push, with its token."""
+
+    id: Identifier = Field(description="The gateway's id, as in its gateway.toml.")
+    token: str | None = Field(default=None, min_length=8, description="Its bearer token; prefer ${ENV_NAME}.")
+    token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the token, instead of the token itself.",
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token or token_sha256")
+        return self
+
+    def token_hash(self) -> str:
+        """The token's SHA-256; only this is kept in memory once loaded."""
+        if self.token_sha256 is not None:
+            return self.token_sha256
+        assert self.token is not None
+        return hashlib.sha256(self.token.encode()).hexdigest()
+
+
+class StoreConfig(Section):
+    """The whole ``store.toml``."""
+
+    store: StoreSection = Field(default_factory=StoreSection)
+    gateways: list[GatewayCredential] = Field(default_factory=list, description="Gateways allowed to push.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        ids = [g.id for g in self.gateways]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"gateways: id {dupes[0]!r} is listed twice")
+        return self

@@ -1,0 +1,172 @@
+"""Parsing of the raw datasets a ZKTeco terminal sends (users and attendance log).
+
+pyzk moves the bytes; we parse them ourselves because pyzk's loop re-slices the buffer for every
+record (quadratic) and aborts the whole download on one impossible date. Here each record is
+unpacked in place with ``struct.iter_unpack`` and a bad record is set aside with its raw bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+ATTENDANCE_FORMATS = {
+    8: struct.Struct("<HB4sB"),  # uid, verify, time, punch
+    16: struct.Struct("<IIBB2sI"),  # user_id, time, verify, punch, reserved, workcode
+    40: struct.Struct("<H24sBIB8s"),  # uid, user_id, verify, time, punch, reserved
+}
+USER_FORMATS = {
+    28: struct.Struct("<HB5s8sIxBhI"),  # uid, privilege, password, name, card, group, tz, user_id
+    72: struct.Struct("<HB8s24sIx7sx24s"),  # uid, privilege, password, name, card, group, user_id
+}
+_U32 = struct.Struct("<I")
+_EPOCH_YEAR = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRecord:
+    """One attendance record as the terminal stored it."""
+
+    index: int
+    user_id: str
+    uid: int
+    device_time: datetime
+    verify_code: int
+    punch_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record that could not be parsed; kept with its raw bytes for the quarantine."""
+
+    index: int
+    raw: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUser:
+    """A user enrolled on the terminal."""
+
+    uid: int
+    user_id: str
+    name: str
+    privilege: int
+    card: int
+
+
+def decode_time(value: int) -> datetime:
+    """Decode ZK's packed time; raises ValueError for an impossible date (e.g. 31 February)."""
+    value, second = divmod(value, 60)
+    value, minute = divmod(value, 60)
+    value, hour = divmod(value, 24)
+    value, day = divmod(value, 31)
+    year, month = divmod(value, 12)
+    return datetime(year + _EPOCH_YEAR, month + 1, day + 1, hour, minute, second)
+
+
+class _TimeDecoder:
+    """decode_time with a per-day cache: a log holds many punches per day, so the date maths runs once a day."""
+
+    def __init__(self) -> None:
+        self._days: dict[int, datetime] = {}
+
+    def __call__(self, value: int) -> datetime:
+        day_index, second_of_day = divmod(value, 86400)
+        base = self._days.get(day_index)
+        if base is None:
+            base = decode_time(day_index * 86400)
+            self._days[day_index] = base
+        return base + timedelta(seconds=second_of_day)
+
+
+def _text(raw: bytes, encoding: str) -> str:
+    return raw.split(b"\x00", 1)[0].decode(encoding, errors="replace").strip()
+
+
+def _raw(body: bytes, index: int, size: int) -> bytes:
+    return bytes(body[index * size : (index + 1) * size])
+
+
+def _plausible_user_id(user_id: str) -> bool:
+    # The contract takes 1-24 printable ASCII characters; anything else is a corrupt record.
+    return 0 < len(user_id) <= 24 and user_id.isascii() and user_id.isprintable()
+
+
+def split_dataset(data: bytes) -> bytes:
+    """Strip the u32 length that starts every ZK dataset; the body must be as long as it says."""
+    if len(data) < 4:
+        return b""
+    (size,) = _U32.unpack_from(data)
+    return bytes(data[4 : 4 + size])
+
+
+def record_size(body: bytes, count: int) -> int | None:
+    """The size of one record, or None when the body does not divide into a known format."""
+    if count <= 0 or len(body) % count:
+        return None
+    size = len(body) // count
+    return size if size in ATTENDANCE_FORMATS else None
+
+
+def parse_users(body: bytes, count: int, encoding: str = "UTF-8") -> list[DeviceUser]:
+    """Parse the user dataset (28- or 72-byte records)."""
+    if count <= 0 or len(body) % count or len(body) // count not in USER_FORMATS:
+        return []
+    size = len(body) // count
+    users = []
+    for fields in USER_FORMATS[size].iter_unpack(body):
+        if size == 28:
+            uid, privilege, _pw, name, card, _group, _tz, user_id = fields
+            users.append(DeviceUser(uid, str(user_id), _text(name, encoding), privilege, card))
+        else:
+            uid, privilege, _pw, name, card, _group, user_id = fields
+            users.append(DeviceUser(uid, _text(user_id, encoding), _text(name, encoding), privilege, card))
+    return users
+
+
+def parse_attendance(
+    body: bytes,
+    count: int,
+    *,
+    uid_to_user: dict[int, str] | None = None,
+    skip: int = 0,
+    encoding: str = "UTF-8",
+) -> tuple[list[AttendanceRecord], list[BadRecord]]:
+    """Parse the attendance log in one linear pass, skipping the first ``skip`` records.
+
+    8-byte records carry only the internal uid, so ``uid_to_user`` maps it to the user id people
+    know; an unmapped uid is kept as its number. A record with an impossible time becomes a
+    BadRecord; a body that matches no record size becomes one BadRecord holding all of it.
+    """
+    size = record_size(body, count)
+    if size is None:
+        reason = f"log of {len(body)} bytes does not split into {count} records of 8, 16 or 40 bytes"
+        return [], [BadRecord(index=0, raw=bytes(body), reason=reason)]
+    layout = ATTENDANCE_FORMATS[size]
+    decode = _TimeDecoder()
+    uid_map = uid_to_user or {}
+    records: list[AttendanceRecord] = []
+    bad: list[BadRecord] = []
+    view = memoryview(body)[skip * size :]
+    for offset, fields in enumerate(layout.iter_unpack(view), start=skip):
+        if size == 8:
+            uid, verify, time_raw, punch = fields
+            user_id, time_value = uid_map.get(uid, str(uid)), _U32.unpack(time_raw)[0]
+        elif size == 16:
+            number, time_value, verify, punch, _res, _work = fields
+            uid, user_id = number, str(number)
+        else:
+            uid, user_raw, verify, time_value, punch, _res = fields
+            user_id = _text(user_raw, encoding)
+        try:
+            when = decode(time_value)
+        except ValueError as exc:
+            bad.append(BadRecord(offset, _raw(body, offset, size), f"impossible date: {exc}"))
+            continue
+        if not _plausible_user_id(user_id):
+            bad.append(BadRecord(offset, _raw(body, offset, size), f"unreadable user id {user_id!r}"))
+            continue
+        records.append(AttendanceRecord(offset, user_id, uid, when, verify, punch))
+    return records, bad

@@ -1,0 +1,268 @@
+"""ZKTeco terminals through pyzk: read the log, turn records into PunchEvents.
+
+pyzk handles the connection and the buffered transfer; this module decides when a download is
+needed (the record count changed), parses the bytes itself (``zk_records``) and quarantines what
+cannot be parsed. The driver knows its device and nothing else: no buffer, no HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from zk import ZK, const
+from zk.exception import ZKError
+
+from ekinerja.backoff import Backoff
+from ekinerja.drivers.zk_records import (
+    AttendanceRecord,
+    BadRecord,
+    DeviceUser,
+    parse_attendance,
+    parse_users,
+    record_size,
+    split_dataset,
+)
+from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+
+log = logging.getLogger("ekinerja.drivers.zk")
+
+# ZK verify codes as terminals report them; firmware differs, so anything else is "unknown".
+_VERIFY = {
+    0: Verify.PASSWORD,
+    1: Verify.FINGERPRINT,
+    2: Verify.CARD,
+    3: Verify.PASSWORD,
+    4: Verify.CARD,
+    15: Verify.FACE,
+}
+
+
+class DeviceUnavailable(Exception):
+    """The terminal did not answer or refused us; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class ZkSettings:
+    """What the driver needs to reach one terminal (taken from the gateway config)."""
+
+    gateway_id: str
+    device_id: str
+    host: str
+    port: int = 4370
+    protocol: str = "tcp"
+    password: int = 0
+    timeout_s: float = 10.0
+    timezone: str = "Asia/Jakarta"
+    correct_skew: bool = False
+    encoding: str = "UTF-8"
+
+
+@dataclass(frozen=True)
+class DeviceCursor:
+    """How far the gateway has read a terminal's log."""
+
+    serial: str | None = None
+    record_count: int = 0
+    last_device_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a poll learned about the terminal itself."""
+
+    serial: str
+    firmware: str
+    users: int
+    records: int
+    records_capacity: int
+    device_time: datetime
+    clock_skew_s: float
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    """A record that could not become a PunchEvent, kept with its raw bytes."""
+
+    device_id: str
+    device_serial: str
+    record_index: int
+    raw: bytes
+    reason: str
+
+
+@dataclass
+class PullResult:
+    """The outcome of one poll: new events, quarantined records and the cursor after them."""
+
+    info: DeviceInfo
+    cursor: DeviceCursor
+    downloaded: bool
+    events: list[PunchEvent] = field(default_factory=list)
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+
+
+class ZkDriver:
+    """Reads one ZKTeco terminal. Not thread-safe: one poll at a time per driver."""
+
+    def __init__(self, settings: ZkSettings, clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self._zone = ZoneInfo(settings.timezone)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.backoff = Backoff(base_s=2.0, max_s=300.0)
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """An open pyzk connection; any failure becomes DeviceUnavailable."""
+        s = self.settings
+        zk = ZK(
+            s.host,
+            port=s.port,
+            timeout=s.timeout_s,
+            password=s.password,
+            force_udp=s.protocol == "udp",
+            ommit_ping=True,
+            encoding=s.encoding,
+        )
+        where = f"{s.device_id} ({s.protocol}://{s.host}:{s.port})"
+        try:
+            conn = zk.connect()
+        except ZKError as exc:
+            if "Unauthenticated" in str(exc):
+                raise DeviceUnavailable(f"{where}: comm key refused; check `password` for this device") from None
+            raise DeviceUnavailable(f"{where}: no answer ({exc}); check power, cable and address") from None
+        except (OSError, ValueError, IndexError) as exc:
+            raise DeviceUnavailable(f"{where}: connection failed ({exc})") from None
+        try:
+            yield conn
+        except ZKError as exc:
+            raise DeviceUnavailable(f"{where}: {exc}") from None
+        except (OSError, ValueError, IndexError, TimeoutError) as exc:
+            raise DeviceUnavailable(f"{where}: transfer failed ({type(exc).__name__}: {exc})") from None
+        finally:
+            # The link may already be gone; there is nothing left to release then.
+            with suppress(Exception):
+                conn.disconnect()
+
+    def read_info(self, conn: Any) -> DeviceInfo:
+        """Serial, firmware, sizes and clock skew; a handful of round trips."""
+        conn.read_sizes()
+        serial = str(conn.get_serialnumber() or "").strip()
+        firmware = str(conn.get_firmware_version() or "").strip()
+        before = self._clock()
+        device_time = conn.get_time()
+        after = self._clock()
+        true_local = (before + (after - before) / 2).astimezone(self._zone).replace(tzinfo=None)
+        skew = round((device_time - true_local).total_seconds(), 1)
+        return DeviceInfo(serial, firmware, conn.users, conn.records, conn.rec_cap, device_time, skew)
+
+    def pull(self, cursor: DeviceCursor) -> PullResult:
+        """Poll the terminal; download and parse the log only when it changed since ``cursor``."""
+        with self.connect() as conn:
+            info = self.read_info(conn)
+            if cursor.serial == info.serial and cursor.record_count == info.records:
+                return PullResult(info=info, cursor=cursor, downloaded=False)
+            body, count = self._download_log(conn)
+            users = self._download_users(conn) if record_size(body, count) == 8 else []
+        skip = self._resume_index(cursor, info, body, count)
+        records, bad = parse_attendance(
+            body,
+            count,
+            uid_to_user={u.uid: u.user_id for u in users},
+            skip=skip,
+            encoding=self.settings.encoding,
+        )
+        result = PullResult(info=info, cursor=cursor, downloaded=True)
+        self._to_events(records, info, result)
+        result.quarantined += [self._quarantine(info, b) for b in bad]
+        last_time = records[-1].device_time if records else cursor.last_device_time
+        result.cursor = DeviceCursor(info.serial, count, last_time)
+        return result
+
+    def read_users(self) -> list[DeviceUser]:
+        """Every user enrolled on the terminal."""
+        with self.connect() as conn:
+            conn.read_sizes()
+            return self._download_users(conn)
+
+    def _download_log(self, conn: Any) -> tuple[bytes, int]:
+        count = conn.records
+        if count == 0:
+            return b"", 0
+        data, _size = conn.read_with_buffer(const.CMD_ATTLOG_RRQ)
+        body = split_dataset(data)
+        if record_size(body, count) is None:
+            # A punch may land between read_sizes and the download: count again before giving up.
+            conn.read_sizes()
+            count = conn.records
+        return body, count
+
+    def _download_users(self, conn: Any) -> list[DeviceUser]:
+        if conn.users == 0:
+            return []
+        data, _size = conn.read_with_buffer(const.CMD_USERTEMP_RRQ, const.FCT_USER)
+        return parse_users(split_dataset(data), conn.users, self.settings.encoding)
+
+    def _resume_index(self, cursor: DeviceCursor, info: DeviceInfo, body: bytes, count: int) -> int:
+        """How many leading records were already read; 0 when the log was cleared or replaced."""
+        if cursor.serial != info.serial or not 0 < cursor.record_count <= count:
+            return 0
+        previous, _ = parse_attendance(body, count, skip=cursor.record_count - 1)
+        if not previous or previous[0].device_time != cursor.last_device_time:
+            log.warning(
+                "%s: the log no longer starts with what was read before (cleared and refilled?); reading it whole",
+                self.settings.device_id,
+            )
+            return 0
+        return cursor.record_count
+
+    def _to_events(self, records: list[AttendanceRecord], info: DeviceInfo, result: PullResult) -> None:
+        s = self.settings
+        captured = self._clock()
+        subjects: dict[str, Subject] = {}
+        for rec in records:
+            try:
+                subject = subjects.get(rec.user_id) or subjects.setdefault(rec.user_id, Subject(zk_user_id=rec.user_id))
+            except ValidationError:
+                result.quarantined.append(
+                    self._quarantine(info, BadRecord(rec.index, b"", f"bad user id {rec.user_id!r}"))
+                )
+                continue
+            result.events.append(
+                PunchEvent.create(
+                    gateway_id=s.gateway_id,
+                    device_id=s.device_id,
+                    device_serial=info.serial or None,
+                    source=Source.ZK,
+                    verify=_VERIFY.get(rec.verify_code, Verify.UNKNOWN),
+                    subject=subject,
+                    punch=Punch.from_zk(rec.punch_code),
+                    device_time=rec.device_time,
+                    timezone=s.timezone,
+                    captured_at=captured,
+                    clock_skew_s=info.clock_skew_s,
+                    correct_skew=s.correct_skew,
+                )
+            )
+
+    def _quarantine(self, info: DeviceInfo, bad: BadRecord) -> QuarantinedRecord:
+        log.warning(
+            "%s (serial %s): record %d quarantined: %s",
+            self.settings.device_id,
+            info.serial,
+            bad.index,
+            bad.reason,
+        )
+        return QuarantinedRecord(self.settings.device_id, info.serial, bad.index, bad.raw, bad.reason)
+
+    def set_time(self, when: datetime | None = None) -> None:
+        """Set the terminal's clock to ``when`` (default: now in the device's zone)."""
+        local = (when or self._clock()).astimezone(self._zone).replace(tzinfo=None)
+        with self.connect() as conn:
+            conn.set_time(local)

@@ -1,0 +1,270 @@
+"""The gateway's durable punch buffer: SQLite in WAL mode with synchronous commits.
+
+A punch is committed here before anything else happens to it, and leaves the pending state only
+when the store has acknowledged it. Appending is idempotent on ``event_id``, so re-reading a
+device log, or a crash between a read and a push, never doubles a punch. A device's cursor is
+written in the same transaction as the events it covers, so a crash cannot move one without the
+other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
+from ekinerja.sync.contract import PunchEvent
+
+log = logging.getLogger("ekinerja.gateway.buffer")
+
+PENDING, ACKED, REJECTED = "pending", "acked", "rejected"
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("device_id", String(64), nullable=False),
+    Column("captured_at", DateTime, nullable=False),
+    Column("status", String(16), nullable=False, default=PENDING, index=True),
+    Column("status_at", DateTime),
+    Column("reason", Text),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("serial", String(64)),
+    Column("record_count", Integer, nullable=False),
+    Column("last_device_time", DateTime),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("device_id", String(64), nullable=False),
+    Column("device_serial", String(64)),
+    Column("record_index", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event waiting for the store, with its wire form as stored."""
+
+    seq: int
+    event_id: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits in the buffer."""
+
+    pending: int
+    oldest_pending_captured_at: datetime | None
+    pending_by_device: dict[str, int]
+    rejected: int
+    acked: int
+    quarantined: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _fingerprint(record: QuarantinedRecord) -> str:
+    key = f"{record.device_id}\x1f{record.device_serial}\x1f{record.record_index}\x1f".encode() + record.raw
+    return hashlib.sha256(key).hexdigest()
+
+
+class Buffer:
+    """The punch buffer at ``path``. Safe to share between the poll and push threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        # SQLite allows one writer; serializing writers here avoids "database is locked" retries.
+        self._write_lock = threading.Lock()
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release the database file."""
+        self.engine.dispose()
+
+    def append(
+        self,
+        new_events: Sequence[PunchEvent],
+        *,
+        device_id: str | None = None,
+        cursor: DeviceCursor | None = None,
+        quarantined: Iterable[QuarantinedRecord] = (),
+    ) -> int:
+        """Durably add events (ignoring ids already present), quarantined records and the cursor
+        that covers them, in one transaction. Returns how many events were new."""
+        now = _utcnow()
+        rows = [
+            {
+                "event_id": e.event_id,
+                "device_id": e.device_id,
+                "captured_at": _naive_utc(e.captured_at),
+                "status": PENDING,
+                "payload": e.model_dump_json(),
+            }
+            for e in new_events
+        ]
+        bad = [
+            {
+                "fingerprint": _fingerprint(q),
+                "device_id": q.device_id,
+                "device_serial": q.device_serial,
+                "record_index": q.record_index,
+                "raw": q.raw,
+                "reason": q.reason,
+                "created_at": now,
+            }
+            for q in quarantined
+        ]
+        with self._write_lock, self.engine.begin() as conn:
+            added = 0
+            if rows:
+                added = conn.execute(sqlite_insert(events).on_conflict_do_nothing(), rows).rowcount
+            if bad:
+                conn.execute(sqlite_insert(quarantine).on_conflict_do_nothing(), bad)
+            if cursor is not None and device_id is not None:
+                self._save_cursor(conn, device_id, cursor, now)
+        return max(added, 0)
+
+    @staticmethod
+    def _save_cursor(conn: Any, device_id: str, cursor: DeviceCursor, now: datetime) -> None:
+        values = {
+            "serial": cursor.serial,
+            "record_count": cursor.record_count,
+            "last_device_time": cursor.last_device_time,
+            "updated_at": now,
+        }
+        stmt = sqlite_insert(cursors).values(device_id=device_id, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_=values))
+
+    def cursor(self, device_id: str) -> DeviceCursor:
+        """The saved cursor of a device, or an empty one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cursors).where(cursors.c.device_id == device_id)).first()
+        if row is None:
+            return DeviceCursor()
+        return DeviceCursor(row.serial, row.record_count, row.last_device_time)
+
+    def pending(self, limit: int) -> list[PendingEvent]:
+        """The oldest events not yet acknowledged, in the order they were buffered."""
+        query = (
+            select(events.c.seq, events.c.event_id, events.c.payload)
+            .where(events.c.status == PENDING)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [PendingEvent(r.seq, r.event_id, r.payload) for r in conn.execute(query)]
+
+    def acknowledge(self, event_ids: Iterable[str]) -> int:
+        """Mark events as stored by the store (accepted or already there)."""
+        return self._set_status(ACKED, {i: None for i in event_ids})
+
+    def reject(self, reasons: dict[str, str]) -> int:
+        """Mark events the store refused; they are kept, with the reason, for an operator."""
+        for event_id, reason in reasons.items():
+            log.error("store rejected event %s: %s; kept in the buffer as rejected", event_id, reason)
+        return self._set_status(REJECTED, dict(reasons))
+
+    def _set_status(self, status: str, reasons: dict[str, str | None]) -> int:
+        if not reasons:
+            return 0
+        now = _utcnow()
+        stmt = (
+            update(events)
+            .where(events.c.event_id == bindparam("eid"), events.c.status == PENDING)
+            .values(status=status, status_at=now, reason=bindparam("why"))
+        )
+        params = [{"eid": eid, "why": why} for eid, why in reasons.items()]
+        with self._write_lock, self.engine.begin() as conn:
+            return int(conn.execute(stmt, params).rowcount)
+
+    def backlog(self) -> Backlog:
+        """Counts for the operator: pending per device, oldest pending, rejected, quarantined."""
+        with self.engine.connect() as conn:
+            by_status: dict[str, int] = dict(
+                conn.execute(select(events.c.status, func.count()).group_by(events.c.status)).all()
+            )
+            by_device: dict[str, int] = dict(
+                conn.execute(
+                    select(events.c.device_id, func.count())
+                    .where(events.c.status == PENDING)
+                    .group_by(events.c.device_id)
+                ).all()
+            )
+            oldest = conn.execute(select(func.min(events.c.captured_at)).where(events.c.status == PENDING)).scalar()
+            quarantined = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+        return Backlog(
+            pending=int(by_status.get(PENDING, 0)),
+            oldest_pending_captured_at=oldest.replace(tzinfo=UTC) if oldest else None,
+            pending_by_device={str(k): int(v) for k, v in by_device.items()},
+            rejected=int(by_status.get(REJECTED, 0)),
+            acked=int(by_status.get(ACKED, 0)),
+            quarantined=int(quarantined),
+        )
+
+    def quarantined(self) -> list[QuarantinedRecord]:
+        """Every quarantined record, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(quarantine).order_by(quarantine.c.id)).all()
+        return [QuarantinedRecord(r.device_id, r.device_serial, r.record_index, r.raw, r.reason) for r in rows]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: in WAL mode NORMAL may lose the last commits on power loss; a punch must survive that.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

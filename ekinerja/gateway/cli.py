@@ -1,0 +1,167 @@
+"""``ekinerja gateway ...``: run the office service, or do one of its steps by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from ekinerja.config.gateway import GatewayConfig
+from ekinerja.config.loader import load_model
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def register(commands: Any) -> None:
+    """Add the ``gateway`` command and its subcommands."""
+    parser = commands.add_parser("gateway", help="the office gateway")
+    sub = parser.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
+    steps = {
+        "run": (_run, "run the gateway service until stopped"),
+        "check-config": (_check_config, "validate gateway.toml and print what it configures"),
+        "devices": (_devices, "contact every device and print what it reports"),
+        "pull": (_pull, "read every device once into the buffer"),
+        "sync": (_sync, "push the buffer to the store once"),
+        "backlog": (_backlog, "print what waits in the buffer"),
+    }
+    for name, (handler, text) in steps.items():
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--config", required=True, type=Path, help="path to gateway.toml")
+        if name in ("backlog", "devices", "pull", "sync"):
+            cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+        cmd.set_defaults(func=handler)
+
+
+def _load(args: argparse.Namespace) -> GatewayConfig:
+    return load_model(args.config, GatewayConfig)
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from ekinerja.gateway.service import GatewayService
+
+    return GatewayService(_load(args))
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: list[str]) -> None:
+    print(json.dumps(data, default=str, indent=2) if args.json else "\n".join(text))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{args.config}: OK")
+    print(f"  gateway {config.gateway.id}, zone {config.gateway.timezone}, data in {config.gateway.data_dir}")
+    store = config.store
+    print(f"  store {store.url}, push every {store.push_interval_s:g} s, batches of {store.batch_size}")
+    for d in config.devices:
+        print(f"  device {d.id}: {d.kind} {d.protocol}://{d.host}:{d.port}, poll every {d.poll_interval_s:g} s")
+    if not config.devices:
+        print("  no devices configured: add [[devices]] entries")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    service = _service(args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        service.run(stop)
+    finally:
+        service.close()
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from ekinerja.drivers.zkteco import DeviceUnavailable
+
+    service = _service(args)
+    data: dict[str, Any] = {}
+    lines, failed = [], False
+    try:
+        for device_id, driver in service.drivers.items():
+            try:
+                with driver.connect() as conn:
+                    info = driver.read_info(conn)
+            except DeviceUnavailable as exc:
+                failed = True
+                data[device_id] = {"online": False, "error": str(exc)}
+                lines.append(f"{device_id}: OFFLINE: {exc}")
+                continue
+            data[device_id] = {"online": True, **info.__dict__}
+            lines.append(
+                f"{device_id}: serial {info.serial}, firmware {info.firmware}, {info.users} users, "
+                f"{info.records}/{info.records_capacity} records, clock skew {info.clock_skew_s:+.0f} s"
+            )
+    finally:
+        service.close()
+    _print(args, data, lines)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _pull(args: argparse.Namespace) -> int:
+    service = _service(args)
+    try:
+        results = service.pull_all()
+        data, lines = {}, []
+        for device_id, result in results.items():
+            status = service.status[device_id]
+            if result is None:
+                data[device_id] = {"ok": False, "error": status.last_error}
+                lines.append(f"{device_id}: FAILED: {status.last_error}")
+                continue
+            data[device_id] = {
+                "ok": True,
+                "read": len(result.events),
+                "new": status.last_new,
+                "quarantined": len(result.quarantined),
+                "records_on_device": result.info.records,
+            }
+            lines.append(
+                f"{device_id}: {len(result.events)} record(s) read, {status.last_new} new, "
+                f"{len(result.quarantined)} quarantined ({result.info.records} on the device)"
+            )
+    finally:
+        service.close()
+    _print(args, data, lines)
+    return EXIT_OK if all(r is not None for r in results.values()) else EXIT_FAILED
+
+
+def _sync(args: argparse.Namespace) -> int:
+    service = _service(args)
+    try:
+        report = service.sync_once()
+    finally:
+        service.close()
+    data = report.__dict__
+    total = report.accepted + report.duplicate + report.rejected
+    line = (
+        f"pushed {total} event(s) in {report.batches} batch(es) ({report.accepted} accepted, "
+        f"{report.duplicate} duplicate, {report.rejected} rejected) in {report.seconds:.2f} s"
+    )
+    _print(args, data, [line] + ([f"stopped: {report.error}"] if report.error else []))
+    return EXIT_FAILED if report.error else EXIT_OK
+
+
+def _backlog(args: argparse.Namespace) -> int:
+    from ekinerja.gateway.buffer import Buffer
+    from ekinerja.gateway.service import BUFFER_FILE
+
+    config = _load(args)
+    buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
+    try:
+        backlog = buffer.backlog()
+    finally:
+        buffer.close()
+    oldest = backlog.oldest_pending_captured_at
+    lines = [
+        f"pending: {backlog.pending}" + (f" (oldest read at {oldest:%Y-%m-%d %H:%M:%S} UTC)" if oldest else ""),
+        *[f"  {device}: {count}" for device, count in sorted(backlog.pending_by_device.items())],
+        f"acknowledged by the store: {backlog.acked}",
+        f"rejected by the store: {backlog.rejected}",
+        f"quarantined records: {backlog.quarantined}",
+    ]
+    _print(args, backlog.__dict__, lines)
+    return EXIT_OK

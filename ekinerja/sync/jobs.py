@@ -1,0 +1,74 @@
+"""The scheduler: each device polled at its own interval, the buffer pushed every few seconds.
+
+Polls and pushes run in separate thread pools, so a store that is slow or down never delays a
+poll, and one device's poll never waits for another's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("ekinerja.sync.jobs")
+
+PUSH_JOB = "push"
+# After new punches arrive, push this soon rather than waiting for the next interval; a short
+# delay lets punches from several devices share a batch.
+PUSH_SOON_S = 0.5
+
+
+class Jobs:
+    """Owns the APScheduler instance and the job ids."""
+
+    def __init__(self, device_count: int) -> None:
+        self.scheduler = BackgroundScheduler(
+            executors={
+                "devices": ThreadPoolExecutor(max_workers=max(1, device_count)),
+                "push": ThreadPoolExecutor(max_workers=1),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def add_poll(self, device_id: str, interval_s: float, poll: Callable[[], None]) -> None:
+        """Poll a device every ``interval_s``, first at once."""
+        self.scheduler.add_job(
+            poll,
+            "interval",
+            seconds=interval_s,
+            id=f"poll:{device_id}",
+            name=f"poll {device_id}",
+            executor="devices",
+            next_run_time=datetime.now(),
+        )
+
+    def add_push(self, interval_s: float, push: Callable[[], None]) -> None:
+        """Push the buffer every ``interval_s``, first at once."""
+        self.scheduler.add_job(
+            push,
+            "interval",
+            seconds=interval_s,
+            id=PUSH_JOB,
+            name="push",
+            executor="push",
+            next_run_time=datetime.now(),
+        )
+
+    def push_soon(self) -> None:
+        """Bring the next push forward: new punches are waiting."""
+        job = self.scheduler.get_job(PUSH_JOB)
+        soon = datetime.now(job.next_run_time.tzinfo) + timedelta(seconds=PUSH_SOON_S) if job else None
+        if job is not None and soon is not None and (job.next_run_time is None or job.next_run_time > soon):
+            job.modify(next_run_time=soon)
+
+    def start(self) -> None:
+        """Start running jobs in the background."""
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        """Stop and wait for running jobs to finish."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)

@@ -1,0 +1,218 @@
+"""Pushing buffered punches to the store: the HTTP client and the drain loop.
+
+The buffer keeps each event's wire form, so a batch body is assembled from stored JSON without
+re-serializing. An event leaves the pending state only on the store's per-event answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from ekinerja.backoff import Backoff
+from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, Outcome
+
+log = logging.getLogger("ekinerja.sync.push")
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or failed; the batch stays pending and is retried later."""
+
+
+class StoreRefused(Exception):
+    """The store refused this gateway (token, gateway id): an operator must fix the config."""
+
+
+class PendingLike(Protocol):
+    """What the drain loop needs of a buffered event."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def payload(self) -> str: ...
+
+
+class BufferLike(Protocol):
+    """The buffer operations the drain loop uses."""
+
+    def pending(self, limit: int) -> list[Any]: ...
+    def acknowledge(self, event_ids: list[str]) -> int: ...
+    def reject(self, reasons: dict[str, str]) -> int: ...
+
+
+@dataclass
+class PushOutcome:
+    """The store's verdict on one batch, by event id."""
+
+    stored: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    accepted: int = 0
+    duplicate: int = 0
+
+
+@dataclass
+class DrainReport:
+    """What one drain pass did."""
+
+    batches: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+_EVENT_LOC = re.compile(r"^\d+$")
+
+
+class PushClient:
+    """Posts batches to the store's ``/v1/punches`` with the gateway's bearer token."""
+
+    def __init__(
+        self, url: str, token: str, gateway_id: str, timeout_s: float = 15.0, verify: bool | str = True
+    ) -> None:
+        self.gateway_id = gateway_id
+        self._url = url.rstrip("/") + "/v1/punches"
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            verify=verify,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def push(self, batch: list[PendingLike]) -> PushOutcome:
+        """Send one batch; raises StoreUnavailable or StoreRefused when the store did not judge it."""
+        sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        body = (
+            f'{{"contract_version":{CONTRACT_VERSION},"gateway_id":{json.dumps(self.gateway_id)},'
+            f'"sent_at":"{sent_at}","events":[' + ",".join(p.payload for p in batch) + "]}"
+        )
+        try:
+            response = self._client.post(self._url, content=body.encode())
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"store at {self._url} unreachable: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 200:
+            return _outcome(BatchResult.model_validate_json(response.content))
+        if response.status_code in (401, 403):
+            raise StoreRefused(
+                f"store refused gateway {self.gateway_id!r} ({response.status_code}): {_detail(response)}"
+            )
+        if response.status_code == 422:
+            return _reject_invalid(batch, response)
+        raise StoreUnavailable(f"store answered {response.status_code}: {_detail(response)}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail"))[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+def _outcome(result: BatchResult) -> PushOutcome:
+    out = PushOutcome(accepted=result.accepted, duplicate=result.duplicate)
+    for item in result.results:
+        if item.outcome is Outcome.REJECTED:
+            out.rejected[item.event_id] = item.reason or "rejected by the store"
+        else:
+            out.stored.append(item.event_id)
+    return out
+
+
+def _reject_invalid(batch: list[PendingLike], response: httpx.Response) -> PushOutcome:
+    """A 422 names the bad events by position: set those aside so one bad event cannot block the queue."""
+    try:
+        errors = response.json().get("detail", [])
+    except ValueError:
+        errors = []
+    out = PushOutcome()
+    for err in errors if isinstance(errors, list) else []:
+        loc = [str(part) for part in err.get("loc", [])]
+        if len(loc) >= 3 and loc[:2] == ["body", "events"] and _EVENT_LOC.match(loc[2]):
+            index = int(loc[2])
+            if index < len(batch):
+                out.rejected[batch[index].event_id] = f"{'.'.join(loc[3:])}: {err.get('msg')}"
+    if not out.rejected:
+        raise StoreUnavailable(f"store found the batch malformed: {_detail(response)}")
+    return out
+
+
+def drain(buffer: BufferLike, client: PushClient, batch_size: int, max_batches: int | None = None) -> DrainReport:
+    """Push pending events batch by batch until none are left or the store fails.
+
+    A failure ends the pass with ``error`` set; what was already acknowledged stays acknowledged.
+    """
+    report = DrainReport()
+    started = time.monotonic()
+    while max_batches is None or report.batches < max_batches:
+        batch = buffer.pending(batch_size)
+        if not batch:
+            break
+        try:
+            outcome = client.push(batch)
+        except (StoreUnavailable, StoreRefused) as exc:
+            report.error = str(exc)
+            break
+        buffer.acknowledge(outcome.stored)
+        buffer.reject(outcome.rejected)
+        report.batches += 1
+        report.accepted += outcome.accepted
+        report.duplicate += outcome.duplicate
+        report.rejected += len(outcome.rejected)
+        if len(outcome.stored) + len(outcome.rejected) == 0:
+            report.error = "store answered without judging any event"
+            break
+    report.seconds = time.monotonic() - started
+    return report
+
+
+class Pusher:
+    """The push job: drains the buffer, backing off while the store is down."""
+
+    def __init__(self, buffer: BufferLike, client: PushClient, batch_size: int, max_backoff_s: float) -> None:
+        self.buffer = buffer
+        self.client = client
+        self.batch_size = batch_size
+        self.backoff = Backoff(base_s=1.0, max_s=max_backoff_s)
+        self.last_success: datetime | None = None
+        self.last_error: str | None = None
+
+    def run_once(self) -> DrainReport | None:
+        """One scheduled run; returns None when waiting out a backoff."""
+        if not self.backoff.ready():
+            return None
+        report = drain(self.buffer, self.client, self.batch_size)
+        if report.error:
+            delay = self.backoff.failed()
+            if report.error != self.last_error:
+                log.warning(
+                    "push failed: %s; pending punches stay in the buffer, retry in %.0f s",
+                    report.error,
+                    delay,
+                )
+            self.last_error = report.error
+        else:
+            if self.last_error:
+                log.info("store reachable again; push resumed")
+            self.backoff.succeeded()
+            self.last_error = None
+            self.last_success = datetime.now(UTC)
+        if report.batches:
+            log.info(
+                "pushed %d batch(es): %d accepted, %d duplicate, %d rejected",
+                report.batches,
+                report.accepted,
+                report.duplicate,
+                report.rejected,
+            )
+        return report

@@ -1,0 +1,98 @@
+"""Config files: shipped examples load, and every mistake is named with its file and key."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from ekinerja.config.gateway import GatewayConfig
+from ekinerja.config.loader import ConfigError, load_model
+from ekinerja.config.store import StoreConfig
+
+EXAMPLES = resources.files("ekinerja.config") / "examples"
+
+GOOD = """
+[gateway]
+id = "opd-1"
+data_dir = "buf"
+
+[store]
+url = "http://127.0.0.1:8400"
+token = "${GW_TOKEN}"
+
+[[devices]]
+id = "pintu"
+kind = "zk"
+host = "127.0.0.1"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_examples_load() -> None:
+    gateway = load_model(Path(str(EXAMPLES / "gateway.toml")), GatewayConfig)
+    store = load_model(Path(str(EXAMPLES / "store.toml")), StoreConfig)
+    assert gateway.gateway.id == store.gateways[0].id
+    assert store.gateways[0].token == gateway.store.token
+
+
+def test_env_secret_and_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    config = load_model(write(tmp_path, GOOD), GatewayConfig)
+    assert config.store.token == "s3cret-token-value"
+    assert config.gateway.data_dir == (tmp_path / "buf").resolve()
+    assert config.device_zone(config.devices[0]) == "Asia/Jakarta"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda t: t.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nhots = "x"'),
+            "devices[0].hots: unknown key",
+        ),
+        (lambda t: t.replace('data_dir = "buf"', 'data_dir = "buf"\nport = 1'), "gateway.port: unknown key"),
+        (lambda t: t + 'port = "empat"\n', "devices[0].port: Input should be a valid integer"),
+        (lambda t: t.replace('kind = "zk"', 'kind = "zkt"'), "devices[0].kind"),
+        (
+            lambda t: t.replace('id = "opd-1"', 'id = "opd-1"\ntimezone = "WIB"'),
+            "gateway.timezone: Value error, unknown IANA",
+        ),
+        (lambda t: t.replace('url = "http://127.0.0.1:8400"', ""), "store.url: required key is missing"),
+        (lambda t: t.replace("[store]", "[store\n"), "invalid TOML"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: object, expected: str) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    path = write(tmp_path, edit(GOOD))  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        load_model(path, GatewayConfig)
+    message = info.value.render()
+    assert str(path) in message
+    assert expected in message
+
+
+def test_missing_secret_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GW_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"store\.token: environment variable GW_TOKEN is not set"):
+        load_model(write(tmp_path, GOOD), GatewayConfig)
+
+
+def test_duplicate_device_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    text = GOOD + '\n[[devices]]\nid = "pintu"\nkind = "zk"\nhost = "10.0.0.2"\n'
+    with pytest.raises(ConfigError, match="'pintu' is used twice"):
+        load_model(write(tmp_path, text), GatewayConfig)
+
+
+def test_store_token_or_hash_exactly_one(tmp_path: Path) -> None:
+    path = tmp_path / "store.toml"
+    path.write_text('[[gateways]]\nid = "opd-1"\n')
+    with pytest.raises(ConfigError, match="exactly one of token or token_sha256"):
+        load_model(path, StoreConfig)

@@ -1,0 +1,81 @@
+"""The punch buffer: durable, idempotent, ordered, acknowledged per event."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
+from ekinerja.gateway.buffer import Buffer
+from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+
+
+def events(n: int, device: str = "pintu", start: int = 0) -> list[PunchEvent]:
+    base = datetime(2026, 1, 5, 7, 0)
+    return [
+        PunchEvent.create(
+            gateway_id="opd-1",
+            device_id=device,
+            device_serial=f"SN-{device}",
+            source=Source.ZK,
+            verify=Verify.FINGERPRINT,
+            subject=Subject(zk_user_id=str(1000 + i % 7)),
+            punch=Punch.IN,
+            device_time=base + timedelta(seconds=i),
+            timezone="Asia/Jakarta",
+            captured_at=datetime.now(UTC),
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def test_append_is_idempotent_and_pending_keeps_order(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    first = events(5)
+    assert buffer.append(first) == 5
+    assert buffer.append(first[2:] + events(2, start=5)) == 2
+    pending = buffer.pending(100)
+    assert [p.event_id for p in pending] == [e.event_id for e in first + events(2, start=5)]
+    assert PunchEvent.model_validate_json(pending[0].payload) == first[0]
+
+
+def test_only_acknowledged_events_leave(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    evs = events(6)
+    buffer.append(evs)
+    assert buffer.acknowledge([evs[0].event_id, evs[2].event_id, "f" * 64]) == 2
+    assert buffer.reject({evs[1].event_id: "future time"}) == 1
+    assert [p.event_id for p in buffer.pending(10)] == [e.event_id for e in evs[3:]]
+    assert [p.event_id for p in buffer.pending(2)] == [evs[3].event_id, evs[4].event_id]
+    backlog = buffer.backlog()
+    assert (backlog.pending, backlog.acked, backlog.rejected) == (3, 2, 1)
+    assert backlog.pending_by_device == {"pintu": 3}
+    assert buffer.append(evs[:1]) == 0, "an acknowledged event read again is not pending again"
+
+
+def test_cursor_and_quarantine_commit_with_the_events(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    buffer = Buffer(path)
+    assert buffer.cursor("pintu") == DeviceCursor()
+    bad = QuarantinedRecord("pintu", "SN-pintu", 4, b"\x01\x02", "impossible date")
+    cursor = DeviceCursor("SN-pintu", 10, datetime(2026, 1, 5, 7, 9))
+    buffer.append(events(3), device_id="pintu", cursor=cursor, quarantined=[bad])
+    buffer.append([], device_id="pintu", cursor=cursor, quarantined=[bad])
+    buffer.close()
+
+    reopened = Buffer(path)
+    assert reopened.cursor("pintu") == cursor
+    assert reopened.quarantined() == [bad]
+    assert reopened.backlog().quarantined == 1
+    assert reopened.backlog().pending == 3
+
+
+def test_database_is_wal_with_full_sync(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    with buffer.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert sqlite3.connect(tmp_path / "b.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
