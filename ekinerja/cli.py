@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Libraries log every job run and request at INFO; operators need only their warnings.
+    for noisy in ("apscheduler", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code: int = args.func(args)
     except ConfigError as exc:

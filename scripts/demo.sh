@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up a virtual environment with the project and runs `ekinerja demo`: a store on SQLite,
+# two simulated ZKTeco terminals (one TCP, one UDP) and the gateway, all on this machine.
+# Extra arguments go to the demo, e.g. scripts/demo.sh --seconds 60
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+exec .venv/bin/ekinerja demo "$@"

@@ -1,0 +1,113 @@
+"""The push client and drain loop against a real store over HTTP (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from ekinerja.gateway.buffer import Buffer, events
+from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+from ekinerja.sync.push import Pusher, PushClient, drain
+from stack import free_port, read_whole_feed, store_server
+
+TOKEN = "token-of-opd-1-for-tests"
+
+
+def make_events(n: int, start: datetime = datetime(2026, 1, 5, 7, 0)) -> list[PunchEvent]:
+    return [
+        PunchEvent.create(
+            gateway_id="opd-1",
+            device_id="pintu",
+            device_serial="SN1",
+            source=Source.ZK,
+            verify=Verify.CARD,
+            subject=Subject(zk_user_id=str(1000 + i % 13)),
+            punch=Punch.IN,
+            device_time=start + timedelta(seconds=i),
+            timezone="Asia/Jakarta",
+            captured_at=datetime.now(UTC),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def buffer(tmp_path: Path) -> Buffer:
+    return Buffer(tmp_path / "buffer.sqlite3")
+
+
+def test_drain_delivers_every_event_once_in_batches(tmp_path: Path, buffer: Buffer) -> None:
+    evs = make_events(2500)
+    buffer.append(evs)
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        client = PushClient(url, TOKEN, "opd-1")
+        report = drain(buffer, client, batch_size=1000)
+        assert (report.batches, report.accepted, report.duplicate, report.error) == (3, 2500, 0, None)
+        assert buffer.pending(10) == []
+        buffer.append(evs[:10])  # read again from the device: already acknowledged, nothing to send
+        assert drain(buffer, client, batch_size=1000).batches == 0
+        feed = read_whole_feed(url)
+    assert [item.event.event_id for item in feed] == [e.event_id for e in evs]
+
+
+def test_a_batch_sent_twice_is_acknowledged_as_duplicate(tmp_path: Path, buffer: Buffer) -> None:
+    evs = make_events(20)
+    buffer.append(evs)
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        client = PushClient(url, TOKEN, "opd-1")
+        first = client.push(buffer.pending(20))
+        again = client.push(buffer.pending(20))  # as if the first answer had been lost
+        assert (first.accepted, again.accepted, again.duplicate) == (20, 0, 20)
+        assert sorted(again.stored) == sorted(e.event_id for e in evs)
+        assert len(read_whole_feed(url)) == 20
+
+
+def test_store_down_keeps_events_pending_then_drains(tmp_path: Path, buffer: Buffer) -> None:
+    buffer.append(make_events(30))
+    port = free_port()
+    client = PushClient(f"http://127.0.0.1:{port}", TOKEN, "opd-1", timeout_s=2)
+    pusher = Pusher(buffer, client, batch_size=10, max_backoff_s=60)
+    report = pusher.run_once()
+    assert report is not None and report.error and "unreachable" in report.error
+    assert pusher.run_once() is None, "backing off: no second attempt at once"
+    assert len(buffer.pending(100)) == 30
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}, port=port) as url:
+        pusher.backoff.next_attempt = 0
+        report = pusher.run_once()
+        assert report is not None and (report.accepted, report.error) == (30, None)
+        assert pusher.last_success is not None
+        assert len(read_whole_feed(url)) == 30
+    assert buffer.pending(100) == []
+
+
+def test_wrong_token_is_refused_and_nothing_leaves(tmp_path: Path, buffer: Buffer) -> None:
+    buffer.append(make_events(5))
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        report = drain(buffer, PushClient(url, "not-the-right-token", "opd-1"), batch_size=10)
+    assert report.error is not None and "refused gateway 'opd-1' (401)" in report.error
+    assert len(buffer.pending(10)) == 5
+
+
+def test_rejected_and_malformed_events_are_set_aside_not_retried(tmp_path: Path, buffer: Buffer) -> None:
+    future = make_events(1, start=datetime.now() + timedelta(days=30))
+    good = make_events(5)
+    buffer.append(good[:2] + future + good[2:])
+    broken = good[3].event_id
+    with buffer.engine.begin() as conn:  # a payload damaged on disk: the store answers 422 for it
+        conn.execute(
+            update(events)
+            .where(events.c.event_id == broken)
+            .values(payload=good[3].model_dump_json().replace('"card"', '"retina"'))
+        )
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        client = PushClient(url, TOKEN, "opd-1")
+        first = drain(buffer, client, batch_size=10)
+        second = drain(buffer, client, batch_size=10)
+        feed = read_whole_feed(url)
+    assert first.error is None and second.batches == 0
+    assert sorted(i.event.event_id for i in feed) == sorted(e.event_id for e in good if e.event_id != broken)
+    backlog = buffer.backlog()
+    assert (backlog.pending, backlog.rejected, backlog.acked) == (0, 2, 4)
