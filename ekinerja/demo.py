@@ -70,7 +70,7 @@ def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int
     from ekinerja.config.gateway import GatewayConfig, GatewaySection, StoreClientSection, ZkDevice
 
     devices = [
-        ZkDevice(id=f"pintu-{proto}", kind="zk", host="127.0.0.1", port=port, protocol=proto, poll_interval_s=2)  # type: ignore[arg-type]
+        ZkDevice(id=f"pintu-{proto}", kind="zk", host="127.0.0.1", port=port, protocol=proto, poll_interval_s=2)
         for proto, port in ports.items()
     ]
     return GatewayConfig(

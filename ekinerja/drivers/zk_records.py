@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 ATTENDANCE_FORMATS = {
-    8: struct.Struct("<HB4sB"),  # uid, verify, time, punch
+    8: struct.Struct("<HBIB"),  # uid, verify, time, punch
     16: struct.Struct("<IIBB2sI"),  # user_id, time, verify, punch, reserved, workcode
     40: struct.Struct("<H24sBIB8s"),  # uid, user_id, verify, time, punch, reserved
 }
@@ -74,10 +74,10 @@ class _TimeDecoder:
 
     def __call__(self, value: int) -> datetime:
         day_index, second_of_day = divmod(value, 86400)
-        base = self._days.get(day_index)
-        if base is None:
-            base = decode_time(day_index * 86400)
-            self._days[day_index] = base
+        try:
+            base = self._days[day_index]
+        except KeyError:
+            base = self._days[day_index] = decode_time(day_index * 86400)
         return base + timedelta(seconds=second_of_day)
 
 
@@ -147,26 +147,33 @@ def parse_attendance(
     layout = ATTENDANCE_FORMATS[size]
     decode = _TimeDecoder()
     uid_map = uid_to_user or {}
+    names: dict[bytes, str | None] = {}  # a log repeats a few hundred user ids: decode each once
     records: list[AttendanceRecord] = []
     bad: list[BadRecord] = []
     view = memoryview(body)[skip * size :]
     for offset, fields in enumerate(layout.iter_unpack(view), start=skip):
+        user_id: str | None
         if size == 8:
-            uid, verify, time_raw, punch = fields
-            user_id, time_value = uid_map.get(uid, str(uid)), _U32.unpack(time_raw)[0]
+            uid, verify, time_value, punch = fields
+            user_id = uid_map.get(uid) or str(uid)
         elif size == 16:
             number, time_value, verify, punch, _res, _work = fields
             uid, user_id = number, str(number)
         else:
             uid, user_raw, verify, time_value, punch, _res = fields
-            user_id = _text(user_raw, encoding)
+            try:
+                user_id = names[user_raw]
+            except KeyError:
+                text = _text(user_raw, encoding)
+                user_id = names[user_raw] = text if _plausible_user_id(text) else None
         try:
             when = decode(time_value)
         except ValueError as exc:
             bad.append(BadRecord(offset, _raw(body, offset, size), f"impossible date: {exc}"))
             continue
-        if not _plausible_user_id(user_id):
-            bad.append(BadRecord(offset, _raw(body, offset, size), f"unreadable user id {user_id!r}"))
+        if user_id is None or (size == 8 and not _plausible_user_id(user_id)):
+            shown = _text(bytes(fields[1]), encoding) if size == 40 else user_id
+            bad.append(BadRecord(offset, _raw(body, offset, size), f"unreadable user id {shown!r}"))
             continue
         records.append(AttendanceRecord(offset, user_id, uid, when, verify, punch))
     return records, bad

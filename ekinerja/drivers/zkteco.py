@@ -29,7 +29,7 @@ from ekinerja.drivers.zk_records import (
     record_size,
     split_dataset,
 )
-from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+from ekinerja.sync.contract import EventFactory, Punch, PunchEvent, Source, Subject, Verify
 
 log = logging.getLogger("ekinerja.drivers.zk")
 
@@ -42,6 +42,9 @@ _VERIFY = {
     4: Verify.CARD,
     15: Verify.FACE,
 }
+
+
+_PUNCHES = [Punch.from_zk(code) for code in range(6)]
 
 
 class DeviceUnavailable(Exception):
@@ -224,30 +227,32 @@ class ZkDriver:
 
     def _to_events(self, records: list[AttendanceRecord], info: DeviceInfo, result: PullResult) -> None:
         s = self.settings
-        captured = self._clock()
+        factory = EventFactory(
+            gateway_id=s.gateway_id,
+            device_id=s.device_id,
+            device_serial=info.serial or None,
+            source=Source.ZK,
+            timezone=s.timezone,
+            captured_at=self._clock(),
+            clock_skew_s=info.clock_skew_s,
+            correct_skew=s.correct_skew,
+        )
         subjects: dict[str, Subject] = {}
         for rec in records:
-            try:
-                subject = subjects.get(rec.user_id) or subjects.setdefault(rec.user_id, Subject(zk_user_id=rec.user_id))
-            except ValidationError:
-                result.quarantined.append(
-                    self._quarantine(info, BadRecord(rec.index, b"", f"bad user id {rec.user_id!r}"))
-                )
-                continue
+            subject = subjects.get(rec.user_id)
+            if subject is None:
+                try:
+                    subject = subjects[rec.user_id] = Subject(zk_user_id=rec.user_id)
+                except ValidationError:
+                    bad = BadRecord(rec.index, b"", f"user id {rec.user_id!r} is not a valid subject")
+                    result.quarantined.append(self._quarantine(info, bad))
+                    continue
             result.events.append(
-                PunchEvent.create(
-                    gateway_id=s.gateway_id,
-                    device_id=s.device_id,
-                    device_serial=info.serial or None,
-                    source=Source.ZK,
-                    verify=_VERIFY.get(rec.verify_code, Verify.UNKNOWN),
+                factory.make(
                     subject=subject,
-                    punch=Punch.from_zk(rec.punch_code),
+                    verify=_VERIFY.get(rec.verify_code, Verify.UNKNOWN),
+                    punch=_PUNCHES[rec.punch_code] if rec.punch_code < len(_PUNCHES) else Punch.UNKNOWN,
                     device_time=rec.device_time,
-                    timezone=s.timezone,
-                    captured_at=captured,
-                    clock_skew_s=info.clock_skew_s,
-                    correct_skew=s.correct_skew,
                 )
             )
 

@@ -13,12 +13,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ekinerja.config.gateway import GatewayConfig, ZkDevice
 from ekinerja.drivers.zkteco import DeviceInfo, DeviceUnavailable, PullResult, ZkDriver, ZkSettings
 from ekinerja.gateway.buffer import Buffer
-from ekinerja.sync.jobs import Jobs
-from ekinerja.sync.push import DrainReport, PushClient, Pusher, drain
+
+if TYPE_CHECKING:
+    from ekinerja.sync.push import DrainReport, PushClient, Pusher
 
 log = logging.getLogger("ekinerja.gateway")
 
@@ -61,14 +63,29 @@ class GatewayService:
         self.buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
         self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.devices}
         self.status = {d.id: DeviceStatus(d.id) for d in config.devices}
-        store = config.store
-        self.client = PushClient(store.url, store.token, config.gateway.id, store.timeout_s)
-        self.pusher = Pusher(self.buffer, self.client, store.batch_size, store.max_backoff_s)
         self.on_new_events: Callable[[], None] = lambda: None
+
+    # The HTTP side is built on first use: `gateway pull` never talks to the store.
+    @functools.cached_property
+    def client(self) -> PushClient:
+        """The store client."""
+        from ekinerja.sync.push import PushClient
+
+        store = self.config.store
+        return PushClient(store.url, store.token, self.config.gateway.id, store.timeout_s)
+
+    @functools.cached_property
+    def pusher(self) -> Pusher:
+        """The push job's state (backoff, last success)."""
+        from ekinerja.sync.push import Pusher
+
+        store = self.config.store
+        return Pusher(self.buffer, self.client, store.batch_size, store.max_backoff_s)
 
     def close(self) -> None:
         """Release the HTTP pool and the buffer file."""
-        self.client.close()
+        if "client" in self.__dict__:
+            self.client.close()
         self.buffer.close()
 
     def pull_device(self, device_id: str, *, force: bool = False) -> PullResult | None:
@@ -115,10 +132,14 @@ class GatewayService:
 
     def sync_once(self) -> DrainReport:
         """Push everything pending now, once."""
+        from ekinerja.sync.push import drain
+
         return drain(self.buffer, self.client, self.config.store.batch_size)
 
     def run(self, stop: threading.Event) -> None:
         """The long-lived service: scheduled polls and pushes until ``stop`` is set."""
+        from ekinerja.sync.jobs import Jobs
+
         jobs = Jobs(len(self.drivers))
         for device in self.config.devices:
             jobs.add_poll(device.id, device.poll_interval_s, functools.partial(self._poll_job, device.id))

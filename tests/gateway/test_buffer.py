@@ -37,7 +37,8 @@ def test_append_is_idempotent_and_pending_keeps_order(tmp_path: Path) -> None:
     assert buffer.append(first[2:] + events(2, start=5)) == 2
     pending = buffer.pending(100)
     assert [p.event_id for p in pending] == [e.event_id for e in first + events(2, start=5)]
-    assert PunchEvent.model_validate_json(pending[0].payload) == first[0]
+    assert [p.event for p in pending[:5]] == first
+    assert PunchEvent.model_validate_json(pending[0].event.model_dump_json()) == first[0]
 
 
 def test_only_acknowledged_events_leave(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
+from stack import free_port, read_whole_feed, store_server
 
 from ekinerja.gateway.buffer import Buffer, events
 from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
-from ekinerja.sync.push import Pusher, PushClient, drain
-from stack import free_port, read_whole_feed, store_server
+from ekinerja.sync.push import PushClient, Pusher, drain
 
 TOKEN = "token-of-opd-1-for-tests"
 
@@ -96,12 +96,8 @@ def test_rejected_and_malformed_events_are_set_aside_not_retried(tmp_path: Path,
     good = make_events(5)
     buffer.append(good[:2] + future + good[2:])
     broken = good[3].event_id
-    with buffer.engine.begin() as conn:  # a payload damaged on disk: the store answers 422 for it
-        conn.execute(
-            update(events)
-            .where(events.c.event_id == broken)
-            .values(payload=good[3].model_dump_json().replace('"card"', '"retina"'))
-        )
+    with buffer.engine.begin() as conn:  # an event damaged on disk: the store answers 422 for it
+        conn.execute(update(events).where(events.c.event_id == broken).values(subject_value=""))
     with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
         client = PushClient(url, TOKEN, "opd-1")
         first = drain(buffer, client, batch_size=10)

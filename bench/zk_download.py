@@ -1,0 +1,66 @@
+"""Download and parse of a 100,000-record terminal: the driver against pyzk's get_attendance().
+
+Also: a poll when nothing is new, against a full download. Both against the project's ZK
+simulator over loopback TCP, in this one process.
+Targets (issue 2): driver at least 20x faster than get_attendance(); an idle poll at least 100x cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from harness import report
+from zk import ZK
+
+from ekinerja.drivers.sim.zk_device import ZkDevice
+from ekinerja.drivers.sim.zk_server import ZkSimulator
+from ekinerja.drivers.zkteco import DeviceCursor, ZkDriver, ZkSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--polls", type=int, default=20)
+    args = parser.parse_args()
+    device = ZkDevice.generate(users=500, records=args.records, record_format=40, seed=7)
+    with ZkSimulator(device, protocol="tcp") as sim:
+        driver = ZkDriver(ZkSettings(gateway_id="opd-bench", device_id="pintu", host="127.0.0.1", port=sim.port))
+        started = time.perf_counter()
+        result = driver.pull(DeviceCursor())
+        driver_s = time.perf_counter() - started
+        assert len(result.events) == args.records, len(result.events)
+
+        poll_times = []
+        for _ in range(args.polls):
+            started = time.perf_counter()
+            idle = driver.pull(result.cursor)
+            poll_times.append(time.perf_counter() - started)
+            assert not idle.downloaded
+        poll_s = statistics.median(poll_times)
+
+        conn = ZK("127.0.0.1", port=sim.port, timeout=120, ommit_ping=True).connect()
+        started = time.perf_counter()
+        records = conn.get_attendance()
+        pyzk_s = time.perf_counter() - started
+        conn.disconnect()
+        assert len(records) == args.records
+    report(
+        "zk_download",
+        records=args.records,
+        driver_pull_to_events_s=round(driver_s, 3),
+        pyzk_get_attendance_s=round(pyzk_s, 3),
+        speedup=round(pyzk_s / driver_s, 1),
+        speedup_target=20,
+        speedup_met=pyzk_s / driver_s >= 20,
+        idle_poll_median_s=round(poll_s, 4),
+        full_download_s=round(driver_s, 3),
+        idle_poll_cheaper_by=round(driver_s / poll_s, 1),
+        idle_poll_target=100,
+        idle_poll_met=driver_s / poll_s >= 100,
+    )
+
+
+if __name__ == "__main__":
+    main()

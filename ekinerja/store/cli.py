@@ -1,0 +1,151 @@
+"""``ekinerja store serve|migrate --config FILE``.
+
+Exit codes: 0 done, 1 the database cannot be reached or migrated, 2 a config problem or a database
+not at the schema this version needs (the top-level CLI turns a ConfigError into exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from alembic.util import CommandError
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from ekinerja.config.common import split_listen
+from ekinerja.config.loader import ConfigError, load_model
+from ekinerja.config.store import StoreConfig
+from ekinerja.store.app import create_app
+from ekinerja.store.db import db_error_message, describe_url, make_engine
+from ekinerja.store.schema import current_revision, head_revision, upgrade
+
+log = logging.getLogger("ekinerja.store")
+
+T = TypeVar("T")
+
+EXIT_UNREACHABLE = 1
+EXIT_NOT_MIGRATED = 2
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or changed; the message is one line for the operator."""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``store serve`` and ``store migrate`` to the top-level command parser."""
+    store = commands.add_parser("store", help="the central attendance store")
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    serve = actions.add_parser("serve", help="run the store's HTTP API (one process)")
+    serve.add_argument("--config", type=Path, required=True, help="store.toml")
+    serve.add_argument("--migrate", action="store_true", help="migrate the database to the newest schema first")
+    serve.set_defaults(func=serve_command)
+    migrate = actions.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--config", type=Path, required=True, help="store.toml")
+    migrate.set_defaults(func=migrate_command)
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    """Upgrade the configured database to the newest schema and print the revision."""
+    config = load_model(args.config, StoreConfig)
+    _quiet_alembic()
+    engine = _engine(config, args.config)
+    try:
+        revision = _guarded(engine, lambda: upgrade(engine))
+    except DatabaseUnavailable as exc:
+        print(f"ekinerja store migrate: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        engine.dispose()
+    print(f"{describe_url(engine.url)}: schema at revision {revision} (head)")
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run the API on ``[store] listen`` until SIGTERM or Ctrl-C; refuse an unmigrated database."""
+    config = load_model(args.config, StoreConfig)
+    _quiet_alembic()
+    engine = _engine(config, args.config)
+    try:
+        if args.migrate:
+            _guarded(engine, lambda: upgrade(engine))
+        revision = _guarded(engine, lambda: current_revision(engine))
+        problem = schema_problem(revision, head_revision())
+        if problem is not None:
+            print(
+                f"ekinerja store serve: {problem}: run `ekinerja store migrate --config {args.config}`", file=sys.stderr
+            )
+            return EXIT_NOT_MIGRATED
+        host, port = split_listen(config.store.listen)
+        log.info("serving %s (schema %s) on %s:%d", describe_url(engine.url), revision, host, port)
+        return run_server(create_app(config, engine), host, port)
+    except DatabaseUnavailable as exc:
+        print(f"ekinerja store serve: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        engine.dispose()
+
+
+def schema_problem(revision: str | None, head: str) -> str | None:
+    """Why a database at ``revision`` cannot be served by this code, or None when it can."""
+    if revision == head:
+        return None
+    if revision is None:
+        return f"the database has no schema yet (this version needs revision {head})"
+    return f"the database is at schema revision {revision}, this version needs {head}"
+
+
+def _quiet_alembic() -> None:
+    # Alembic 1.16+ logs every plugin it loads at INFO; keep "Running upgrade ..." lines only.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def _engine(config: StoreConfig, path: Path) -> Engine:
+    """An engine for ``[store] database_url``; a URL that cannot work is a config error."""
+    url = config.store.database_url
+    try:
+        return make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(path, [f"store.database_url: {exc}"]) from None
+    except ImportError as exc:
+        raise ConfigError(path, [f"store.database_url: its database driver is not installed ({exc.name})"]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"store.database_url: cannot create the folder for the SQLite file: {exc}"]) from None
+
+
+def _guarded(engine: Engine, action: Callable[[], T]) -> T:
+    """Run ``action``; database errors become one line naming the database, never the password."""
+    try:
+        return action()
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        where = describe_url(engine.url)
+        raise DatabaseUnavailable(f"cannot use the {where}: {db_error_message(exc, engine.url)}") from None
+
+
+def run_server(app: FastAPI, host: str, port: int) -> int:
+    """Serve ``app`` with uvicorn (one worker, see ingest's ordering note); 0 after a clean stop.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
+    handler that would kill the process and hide the clean shutdown, so a no-op handler is in place.
+    """
+    import uvicorn
+
+    stopped_by: list[int] = []
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        stopped_by.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, remember)
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False)).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log.info("store stopped%s", " (SIGTERM)" if stopped_by else "")
+    return 0

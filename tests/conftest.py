@@ -1,0 +1,50 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# --- databases: throwaway PostgreSQL / MariaDB servers and a fresh store database per test ---------
+# The logic lives in tests/servers.py; see RIG.md "Databases" for how the servers are started.
+from servers import BACKENDS, MariaDBServer, PostgresServer, fresh_database, running
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (started on first use)."""
+    with running(PostgresServer()) as server:
+        assert isinstance(server, PostgresServer)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole session (started on first use)."""
+    with running(MariaDBServer()) as server:
+        assert isinstance(server, MariaDBServer)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """SQLAlchemy URL of a database on the session's PostgreSQL, as a role with a password."""
+    return postgres_server.create_database("ekinerja")
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """SQLAlchemy URL of a database on the session's MariaDB, as a user with a password."""
+    return mariadb_server.create_database("ekinerja")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty (unmigrated) database for one test, on each backend in turn."""
+    with fresh_database(request, request.param, tmp_path) as url:
+        yield url
+
+
+# --- end of databases ---------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""``ekinerja store migrate|serve`` as an operator runs them: real processes, real uvicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import free_port
+
+from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
+
+CLI = [sys.executable, "-m", "ekinerja.cli", "store"]
+TOKEN = "cli-test-token-a"
+
+
+def write_config(path: Path, database_url: str, port: int, extra: str = "") -> Path:
+    path.write_text(
+        f'[store]\ndatabase_url = "{database_url}"\nlisten = "127.0.0.1:{port}"\n{extra}\n'
+        f'[[gateways]]\nid = "opd-a"\ntoken = "${{STORE_TEST_TOKEN}}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"STORE_TEST_TOKEN": TOKEN}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"store serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"store serve did not answer in 30 s:\n{log.read_text()}")
+
+
+def one_batch() -> Batch:
+    event = PunchEvent.create(
+        gateway_id="opd-a",
+        device_id="pintu-depan",
+        device_serial="CKPJ201960123",
+        source=Source.ZK,
+        verify=Verify.FINGERPRINT,
+        subject=Subject(zk_user_id="1001"),
+        punch=Punch.IN,
+        device_time=datetime(2026, 1, 5, 7, 31),
+        timezone="Asia/Jakarta",
+        captured_at=datetime.now(UTC),
+    )
+    return Batch(gateway_id="opd-a", sent_at=datetime.now(UTC), events=[event])
+
+
+def test_migrate_then_serve(store_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "store.toml", store_url, port)
+    refused = run_cli("serve", "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert f"ekinerja store migrate --config {config}" in refused.stderr
+    migrated = run_cli("migrate", "--config", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "revision 0001" in migrated.stdout
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        env = os.environ | {"STORE_TEST_TOKEN": TOKEN}
+        proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], stdout=out, stderr=out, cwd=tmp_path, env=env)
+    try:
+        health = wait_healthy(proc, port, log)
+        assert health.json() == {"status": "ok", "database": "ok", "schema": "0001"}
+        posted = httpx.post(
+            f"http://127.0.0.1:{port}/v1/punches",
+            content=one_batch().model_dump_json(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        assert posted.json()["accepted"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+    assert code == 0
+    text = log.read_text()
+    assert "batch from gateway opd-a: 1 accepted, 0 duplicate, 0 rejected" in text
+    assert TOKEN not in text
+
+
+def test_serve_migrate_flag_migrates_first(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path / "store.toml", "sqlite:///data/store.db", port)  # relative to cwd
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        env = os.environ | {"STORE_TEST_TOKEN": TOKEN}
+        proc = subprocess.Popen([*CLI, "serve", "--migrate", "--config", str(config)], stdout=out, stderr=out,
+                                cwd=tmp_path, env=env)  # fmt: skip
+    try:
+        assert wait_healthy(proc, port, log).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert (tmp_path / "data" / "store.db").is_file()
+
+
+def test_unknown_key_in_config_is_exit_2_naming_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "store.toml", "sqlite:///store.db", free_port(), extra="listn = 'x'")
+    for command in ("migrate", "serve"):
+        result = run_cli(command, "--config", str(config), cwd=tmp_path)
+        assert result.returncode == 2
+        assert "store.listn: unknown key" in result.stderr
+        assert str(config) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_database_url_is_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "store.toml", "oracle+nosuchdriver://x/y", free_port())
+    result = run_cli("migrate", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "store.database_url" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_line_exit_1(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"postgresql+psycopg://ekinerja:s3cret-pw@127.0.0.1:{port}/store"
+    config = write_config(tmp_path / "store.toml", url, free_port())
+    for command in ("migrate", "serve"):
+        result = run_cli(command, "--config", str(config), cwd=tmp_path)
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if "ekinerja store" in line]
+        assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
+        assert "s3cret-pw" not in result.stderr + result.stdout
+        assert "Traceback" not in result.stderr

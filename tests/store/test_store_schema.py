@@ -1,0 +1,39 @@
+"""The store's migrations, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from ekinerja.store.db import make_engine, metadata
+from ekinerja.store.schema import current_revision, head_revision, upgrade
+
+
+def test_migrate_from_empty_to_head(store_url: str) -> None:
+    engine = make_engine(store_url)
+    try:
+        assert current_revision(engine) is None
+        assert upgrade(engine) == head_revision() == "0001"
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as connection:
+            # The migration builds exactly what db.py describes: columns, types, indexes, names.
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+            indexes = {index["name"] for index in inspect(connection).get_indexes("punches")}
+            assert {"uq_punches_event_id", "ix_punches_occurred_at"} <= indexes
+        assert upgrade(engine) == "0001"  # a second run changes nothing
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_a_url_disposes_its_own_engine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/nested/folder/store.db"  # the folder is created
+    assert upgrade(url) == head_revision()
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
