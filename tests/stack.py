@@ -8,17 +8,21 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 import uvicorn
 
 from ekinerja.config.store import GatewayCredential, StoreConfig, StoreSection
+from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.store.app import create_app
 from ekinerja.store.db import make_engine
 from ekinerja.store.schema import upgrade
-from ekinerja.sync.contract import FeedItem, FeedPage
+from ekinerja.sync.contract import FeedItem, FeedPage, Punch
 
 
 def free_port() -> int:
@@ -69,3 +73,47 @@ def read_whole_feed(base_url: str, limit: int = 5000) -> list[FeedItem]:
             after = page.next_after
             if not page.has_more:
                 return items
+
+
+def write_gateway_toml(
+    folder: Path,
+    store_url: str,
+    token: str,
+    devices: dict[str, tuple[int, str]],
+    *,
+    gateway_id: str = "opd-1",
+    extra_store: str = "",
+    poll_interval_s: float = 1,
+) -> Path:
+    """A gateway.toml with one ZK device per ``{id: (port, protocol)}``; returns its path."""
+    text = (
+        f'[gateway]\nid = "{gateway_id}"\ndata_dir = "data"\n\n'
+        f'[store]\nurl = "{store_url}"\ntoken = "{token}"\npush_interval_s = 0.5\n{extra_store}\n'
+    )
+    for device_id, (port, protocol) in devices.items():
+        text += (
+            f'\n[[devices]]\nid = "{device_id}"\nkind = "zk"\nhost = "127.0.0.1"\nport = {port}\n'
+            f'protocol = "{protocol}"\npoll_interval_s = {poll_interval_s}\ntimeout_s = 3\n'
+        )
+    path = folder / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def device_punches(*devices: ZkDevice) -> Counter[tuple[str, str, datetime, int]]:
+    """What the terminals hold, as (serial, user, time, punch) with multiplicity."""
+    return Counter((d.serial, r.user_id, r.timestamp, r.punch) for d in devices for r in d.records)
+
+
+def feed_punches(items: list[FeedItem]) -> Counter[tuple[str, str, datetime, int]]:
+    """What the store's feed holds, in the same form as :func:`device_punches`."""
+    punches = list(Punch)
+    return Counter(
+        (
+            i.event.device_serial or "",
+            i.event.subject.zk_user_id or "",
+            i.event.device_time,
+            punches.index(i.event.punch),
+        )
+        for i in items
+    )

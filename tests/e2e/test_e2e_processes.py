@@ -1,0 +1,176 @@
+"""The gateway as an operator runs it: `ekinerja gateway ...` processes, killed, started before the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from stack import device_punches, feed_punches, free_port, read_whole_feed, store_server, write_gateway_toml
+
+from ekinerja.drivers.sim.zk_device import ZkDevice
+from ekinerja.drivers.sim.zk_server import ZkSimulator
+
+TOKEN = "e2e-token-of-opd-1"
+CLI = [sys.executable, "-m", "ekinerja.cli"]
+
+
+def gateway(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "gateway", *args, "--config", str(config)], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([*CLI, "gateway", "run", "--config", str(config)], stdout=out, stderr=out)
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def backlog(config: Path) -> dict[str, object]:
+    done = gateway(config, "backlog", "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_kill_9_while_pulling_and_pushing_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    big = ZkDevice.generate(users=300, records=30_000, serial="KILLTCP001", seed=11)
+    small = ZkDevice.generate(users=40, records=3_000, record_format=16, user_format=28, serial="KILLUDP001", seed=12)
+    rng = random.Random(2026)
+    stop_punching = threading.Event()
+
+    def punch_now_and_then() -> None:  # people keep clocking in while the gateway dies
+        moment = datetime(2026, 6, 1, 7, 0)
+        while not stop_punching.wait(0.05):
+            moment += timedelta(seconds=rng.randint(1, 30))
+            rng.choice([big, small]).add_punch(str(1001 + rng.randrange(40)), moment, punch=rng.randrange(2))
+
+    with (
+        ZkSimulator(big, protocol="tcp") as tcp,
+        ZkSimulator(small, protocol="udp") as udp,
+        store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url,
+    ):
+        config = write_gateway_toml(
+            tmp_path, url, TOKEN, {"pintu-a": (tcp.port, "tcp"), "pintu-b": (udp.port, "udp")},
+            extra_store="batch_size = 150\nmax_backoff_s = 1", poll_interval_s=1,
+        )  # fmt: skip
+        puncher = threading.Thread(target=punch_now_and_then)
+        puncher.start()
+        mid_push_kills = 0
+        try:
+            for _ in range(8):
+                proc = start_gateway(config, tmp_path / "gateway.log")
+                time.sleep(rng.uniform(0.4, 2.5))
+                assert proc.poll() is None, (tmp_path / "gateway.log").read_text()[-2000:]
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                stored = len(read_whole_feed(url))
+                pending = backlog(config)["pending"]
+                mid_push_kills += bool(stored and pending)
+        finally:
+            stop_punching.set()
+            puncher.join()
+        assert gateway(config, "pull").returncode == 0
+        synced = gateway(config, "sync")
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        feed = read_whole_feed(url)
+    assert mid_push_kills >= 1, "no kill landed while punches were half pushed"
+    assert feed_punches(feed) == device_punches(big, small)
+    assert len({item.event.event_id for item in feed}) == len(feed) == big.record_count + small.record_count
+
+
+def test_store_down_at_start_then_backlog_drains(tmp_path: Path) -> None:
+    device = ZkDevice.generate(users=10, records=250, serial="DOWN000001", seed=13)
+    port = free_port()
+    with ZkSimulator(device) as sim:
+        config = write_gateway_toml(
+            tmp_path, f"http://127.0.0.1:{port}", TOKEN, {"pintu": (sim.port, "tcp")}, extra_store="max_backoff_s = 1"
+        )
+        proc = start_gateway(config, tmp_path / "gateway.log")
+        try:
+            wait_for(lambda: backlog(config)["pending"] == 250, 20, "punches to wait in the buffer")
+            with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}, port=port) as url:
+                wait_for(lambda: len(read_whole_feed(url)) == 250, 30, "the backlog to drain")
+                device.add_punch("1001", datetime(2026, 7, 1, 7, 30))
+                wait_for(lambda: len(read_whole_feed(url)) == 251, 30, "a new punch to follow")
+                feed = read_whole_feed(url)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(20)
+    assert code == 0
+    assert feed_punches(feed) == device_punches(device)
+    assert backlog(config)["pending"] == 0
+    log = (tmp_path / "gateway.log").read_text()
+    assert "unreachable" in log and TOKEN not in log
+
+
+def test_pull_backlog_sync_devices_commands(tmp_path: Path) -> None:
+    device = ZkDevice.generate(users=6, records=80, serial="CLI0000001", seed=14)
+    with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        config = write_gateway_toml(tmp_path, url, TOKEN, {"pintu": (sim.port, "tcp")})
+        devices = gateway(config, "devices")
+        assert devices.returncode == 0 and "pintu: serial CLI0000001" in devices.stdout and "80/" in devices.stdout
+        pulled = gateway(config, "pull")
+        assert pulled.returncode == 0 and "pintu: 80 record(s) read, 80 new" in pulled.stdout
+        assert "pending: 80" in gateway(config, "backlog").stdout
+        synced = gateway(config, "sync", "--json")
+        assert synced.returncode == 0 and json.loads(synced.stdout)["accepted"] == 80
+        assert backlog(config)["acked"] == 80
+        assert "0 new" in gateway(config, "pull").stdout
+    offline = gateway(config, "pull")
+    assert offline.returncode == 1 and "pintu: FAILED" in offline.stdout and "Traceback" not in offline.stderr
+    unsent = gateway(config, "sync")
+    assert unsent.returncode == 0  # nothing pending: nothing to send even with the store gone
+
+
+GOOD = """
+[gateway]
+id = "opd-1"
+[store]
+url = "http://127.0.0.1:8400"
+token = "${E2E_GATEWAY_TOKEN}"
+[[devices]]
+id = "pintu"
+kind = "zk"
+host = "127.0.0.1"
+"""
+
+
+def test_config_mistakes_exit_2_naming_each(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(GOOD.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nport = "4370x"\npasword = 1'))
+    env = {k: v for k, v in os.environ.items() if k != "E2E_GATEWAY_TOKEN"}
+    for command in ("check-config", "pull", "sync", "run", "backlog", "devices"):
+        done = subprocess.run([*CLI, "gateway", command, "--config", str(path)], capture_output=True, text=True,
+                              env=env, timeout=30, check=False)  # fmt: skip
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert str(path) in done.stderr
+        assert "devices[0].pasword: unknown key" in done.stderr
+        assert "devices[0].port: Input should be a valid integer" in done.stderr
+        assert "store.token: environment variable E2E_GATEWAY_TOKEN is not set" in done.stderr
+        assert "Traceback" not in done.stderr
+    path.write_text(GOOD)
+    ok = subprocess.run([*CLI, "gateway", "check-config", "--config", str(path)], capture_output=True, text=True,
+                        env={**env, "E2E_GATEWAY_TOKEN": "from-the-environment"}, timeout=30, check=False)  # fmt: skip
+    assert ok.returncode == 0 and "OK" in ok.stdout and "from-the-environment" not in ok.stdout
+    missing = subprocess.run([*CLI, "gateway", "check-config", "--config", str(tmp_path / "nope.toml")],
+                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert (
+        missing.returncode == 2
+        and "nope.toml: configuration error" in missing.stderr
+        and "file not found" in missing.stderr
+    )
