@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.sync.contract import EventFactory, Punch, Source, Subject, Verify
+
 from harness import report
 
 

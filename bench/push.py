@@ -16,20 +16,21 @@ from pathlib import Path
 
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.sync.contract import EventFactory, Punch, PunchEvent, Source, Subject, Verify
+
 from harness import GATEWAY_ID, PYTHON, TOKEN, report, store_process, timed_process, write_gateway_config
 
 ONE_PER_POST = """
 import json, sys
 from datetime import UTC, datetime
 import httpx
-url, token, path = sys.argv[1:4]
+url, token, path, gateway_id = sys.argv[1:5]
 events = json.load(open(path))
 with httpx.Client(headers={"Authorization": "Bearer " + token}, timeout=30) as client:
     for event in events:
-        body = {"gateway_id": "%s", "sent_at": datetime.now(UTC).isoformat(), "events": [event]}
+        body = {"gateway_id": gateway_id, "sent_at": datetime.now(UTC).isoformat(), "events": [event]}
         client.post(url + "/v1/punches", json=body).raise_for_status()
 print(len(events))
-""" % GATEWAY_ID
+"""
 
 
 def make_events(n: int, serial: str) -> list[PunchEvent]:
@@ -65,7 +66,9 @@ def main() -> None:
         with store_process(base_dir) as url:
             events = [e.model_dump(mode="json") for e in make_events(args.baseline_events, "BENCHPOST1")]
             (base_dir / "events.json").write_text(json.dumps(events))
-            base_s, out = timed_process([PYTHON, "-c", ONE_PER_POST, url, TOKEN, str(base_dir / "events.json")])
+            base_s, out = timed_process(
+                [PYTHON, "-c", ONE_PER_POST, url, TOKEN, str(base_dir / "events.json"), GATEWAY_ID]
+            )
             assert int(out) == args.baseline_events
     ours_rate, base_rate = args.events / ours_s, args.baseline_events / base_s
     report(

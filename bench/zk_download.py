@@ -11,12 +11,13 @@ import argparse
 import statistics
 import time
 
-from harness import report
 from zk import ZK
 
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.drivers.zkteco import DeviceCursor, ZkDriver, ZkSettings
+
+from harness import report
 
 
 def main() -> None:

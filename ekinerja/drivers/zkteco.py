@@ -8,6 +8,7 @@ cannot be parsed. The driver knows its device and nothing else: no buffer, no HT
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -140,13 +141,16 @@ class ZkDriver:
             if "Unauthenticated" in str(exc):
                 raise DeviceUnavailable(f"{where}: comm key refused; check `password` for this device") from None
             raise DeviceUnavailable(f"{where}: no answer ({exc}); check power, cable and address") from None
+        except struct.error:
+            # pyzk cannot derive a comm key from some values (e.g. 131071): the key, not the link.
+            raise DeviceUnavailable(f"{where}: pyzk cannot use this comm key; set another on the terminal") from None
         except (OSError, ValueError, IndexError) as exc:
             raise DeviceUnavailable(f"{where}: connection failed ({exc})") from None
         try:
             yield conn
         except ZKError as exc:
             raise DeviceUnavailable(f"{where}: {exc}") from None
-        except (OSError, ValueError, IndexError, TimeoutError) as exc:
+        except (OSError, ValueError, IndexError, TimeoutError, struct.error) as exc:
             raise DeviceUnavailable(f"{where}: transfer failed ({type(exc).__name__}: {exc})") from None
         finally:
             # The link may already be gone; there is nothing left to release then.

@@ -126,3 +126,16 @@ def test_users_are_listed() -> None:
     with ZkSimulator(device) as sim:
         users = ZkDriver(settings(sim)).read_users()
     assert [(u.uid, u.user_id, u.name) for u in users] == [(u.uid, u.user_id, u.name) for u in device.users]
+
+
+def test_comm_key_pyzk_cannot_encode_is_a_clear_error() -> None:
+    # pyzk overflows on 131071 when the terminal's session id is above 0x7FFF, which the terminal
+    # picks: try until it happens, and require that every failure is the clear error.
+    failures = []
+    with ZkSimulator(ZkDevice.generate(users=1, records=1, seed=9), password=131071) as sim:
+        for _ in range(40):
+            try:
+                ZkDriver(settings(sim, password=131071)).pull(DeviceCursor())
+            except DeviceUnavailable as exc:
+                failures.append(str(exc))
+    assert failures and all("pyzk cannot use this comm key" in f for f in failures)

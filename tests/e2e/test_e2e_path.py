@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from stack import device_punches, feed_punches, read_whole_feed, store_server, write_gateway_toml
-
 from ekinerja.config.gateway import GatewayConfig
 from ekinerja.config.loader import load_model
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.gateway.service import GatewayService
+
+from stack import device_punches, feed_punches, read_whole_feed, store_server, write_gateway_toml
 
 TOKEN = "e2e-token-of-opd-1"
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from stack import device_punches, feed_punches, free_port, read_whole_feed, store_server, write_gateway_toml
-
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
+
+from stack import device_punches, feed_punches, free_port, read_whole_feed, store_server, write_gateway_toml
 
 TOKEN = "e2e-token-of-opd-1"
 CLI = [sys.executable, "-m", "ekinerja.cli"]

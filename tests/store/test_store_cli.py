@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port
 
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
+
+from servers import free_port
 
 CLI = [sys.executable, "-m", "ekinerja.cli", "store"]
 TOKEN = "cli-test-token-a"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from stack import free_port, read_whole_feed, store_server
 
 from ekinerja.gateway.buffer import Buffer, events
 from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
 from ekinerja.sync.push import PushClient, Pusher, drain
+
+from stack import free_port, read_whole_feed, store_server
 
 TOKEN = "token-of-opd-1-for-tests"
 
