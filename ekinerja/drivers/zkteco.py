@@ -21,6 +21,7 @@ from zk import ZK, const
 from zk.exception import ZKError
 
 from ekinerja.backoff import Backoff
+from ekinerja.bulk import gc_paused
 from ekinerja.drivers.zk_records import (
     AttendanceRecord,
     BadRecord,
@@ -175,18 +176,15 @@ class ZkDriver:
             info = self.read_info(conn)
             if cursor.serial == info.serial and cursor.record_count == info.records:
                 return PullResult(info=info, cursor=cursor, downloaded=False)
-            body, count = self._download_log(conn)
+            body, count = self.download_log(conn)
             users = self._download_users(conn) if record_size(body, count) == 8 else []
         skip = self._resume_index(cursor, info, body, count)
-        records, bad = parse_attendance(
-            body,
-            count,
-            uid_to_user={u.uid: u.user_id for u in users},
-            skip=skip,
-            encoding=self.settings.encoding,
-        )
         result = PullResult(info=info, cursor=cursor, downloaded=True)
-        self._to_events(records, info, result)
+        with gc_paused():
+            records, bad = parse_attendance(
+                body, count, uid_to_user={u.uid: u.user_id for u in users}, skip=skip, encoding=self.settings.encoding
+            )
+            self._to_events(records, info, result)
         result.quarantined += [self._quarantine(info, b) for b in bad]
         last_time = records[-1].device_time if records else cursor.last_device_time
         result.cursor = DeviceCursor(info.serial, count, last_time)
@@ -198,7 +196,8 @@ class ZkDriver:
             conn.read_sizes()
             return self._download_users(conn)
 
-    def _download_log(self, conn: Any) -> tuple[bytes, int]:
+    def download_log(self, conn: Any) -> tuple[bytes, int]:
+        """The raw attendance log (without its length prefix) and its record count; after read_info."""
         count = conn.records
         if count == 0:
             return b"", 0
