@@ -26,6 +26,7 @@ from ekinerja.drivers.sim import cli as sim_cli
 from ekinerja.drivers.sim import zk_protocol as zp
 from ekinerja.drivers.sim.zk_device import ZkDevice, ZkRecord
 from ekinerja.drivers.sim.zk_server import ZkSimulator
+from ekinerja.drivers.zk_records import decode_time
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = [pytest.param(False, id="tcp"), pytest.param(True, id="udp")]
@@ -63,10 +64,10 @@ def sim() -> Iterator[ZkSimulator]:
 def test_time_encoding_round_trips_and_refuses_impossible_dates() -> None:
     moment = datetime(2024, 12, 31, 23, 59, 58)
     assert zp.encode_time(moment) == ((24 * 12 + 11) * 31 + 30) * 86400 + 86398
-    assert zp.decode_time(zp.encode_time(moment)) == moment
-    assert zp.decode_time(0) == datetime(2000, 1, 1)
+    assert decode_time(zp.encode_time(moment)) == moment
+    assert decode_time(0) == datetime(2000, 1, 1)
     with pytest.raises(ValueError):
-        zp.decode_time(zp.encode_time_parts(2024, 2, 31, 8, 0, 0))
+        decode_time(zp.encode_time_parts(2024, 2, 31, 8, 0, 0))
     assert zp.time_hex(moment) == bytes((24, 12, 31, 23, 59, 58))
     assert zp.decode_time_hex(zp.time_hex(moment)) == moment
     with pytest.raises(ValueError):
@@ -244,7 +245,7 @@ def test_raw_datasets_have_the_documented_layout(sim: ZkSimulator) -> None:
     first = sim.device.records[0]
     assert data[4:6] == first.uid.to_bytes(2, "little")
     assert data[6:30].rstrip(b"\x00").decode() == first.user_id
-    assert zp.decode_time(int.from_bytes(data[31:35], "little")) == first.timestamp
+    assert decode_time(int.from_bytes(data[31:35], "little")) == first.timestamp
     users, users_size = conn.read_with_buffer(zp.CMD_USERTEMP_RRQ, zp.FCT_USER)
     assert users == sim.device.users_dataset()
     assert users_size == 4 + 12 * 72

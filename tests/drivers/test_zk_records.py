@@ -7,14 +7,10 @@ from datetime import datetime
 
 import pytest
 
+from ekinerja.drivers.sim.zk_protocol import encode_time, encode_time_parts
 from ekinerja.drivers.zk_records import decode_time, parse_attendance, parse_users, split_dataset
 
-
-def encode(t: datetime) -> int:
-    return (((t.year % 100) * 12 + t.month - 1) * 31 + t.day - 1) * 86400 + (t.hour * 60 + t.minute) * 60 + t.second
-
-
-FEB_31 = (((26 * 12) + 1) * 31 + 30) * 86400  # 31 February 2026: representable, impossible
+FEB_31 = encode_time_parts(2026, 2, 31, 0, 0, 0)  # representable on the terminal, impossible
 WHEN = [datetime(2026, 1, 5, 7, 29, 59), datetime(2026, 1, 5, 16, 1, 0), datetime(2025, 12, 31, 23, 59, 59)]
 
 
@@ -28,7 +24,7 @@ def record(size: int, user: int, t: int, verify: int = 1, punch: int = 0) -> byt
 
 @pytest.mark.parametrize("size", [8, 16, 40])
 def test_each_layout_parses_every_field(size: int) -> None:
-    body = b"".join(record(size, 1001 + i, encode(t), verify=i, punch=i) for i, t in enumerate(WHEN))
+    body = b"".join(record(size, 1001 + i, encode_time(t), verify=i, punch=i) for i, t in enumerate(WHEN))
     records, bad = parse_attendance(body, len(WHEN))
     assert bad == []
     assert [r.device_time for r in records] == WHEN
@@ -37,14 +33,14 @@ def test_each_layout_parses_every_field(size: int) -> None:
 
 
 def test_eight_byte_records_map_uid_to_user_id() -> None:
-    body = record(8, 7, encode(WHEN[0])) + record(8, 9, encode(WHEN[1]))
+    body = record(8, 7, encode_time(WHEN[0])) + record(8, 9, encode_time(WHEN[1]))
     records, _ = parse_attendance(body, 2, uid_to_user={7: "19800101"})
     assert [r.user_id for r in records] == ["19800101", "9"]
 
 
 @pytest.mark.parametrize("size", [8, 16, 40])
 def test_impossible_date_is_set_aside_and_the_rest_parsed(size: int) -> None:
-    body = record(size, 1, encode(WHEN[0])) + record(size, 2, FEB_31) + record(size, 3, encode(WHEN[1]))
+    body = record(size, 1, encode_time(WHEN[0])) + record(size, 2, FEB_31) + record(size, 3, encode_time(WHEN[1]))
     records, bad = parse_attendance(body, 3)
     assert [r.user_id for r in records] == ["1", "3"]
     assert len(bad) == 1 and bad[0].index == 1 and "impossible date" in bad[0].reason
@@ -58,19 +54,21 @@ def test_unknown_record_size_quarantines_the_whole_log() -> None:
 
 
 def test_unreadable_user_id_is_set_aside() -> None:
-    body = struct.pack("<H24sBIB8s", 1, b"\xff\xfe", 1, encode(WHEN[0]), 0, b"") + record(40, 5, encode(WHEN[1]))
+    body = struct.pack("<H24sBIB8s", 1, b"\xff\xfe", 1, encode_time(WHEN[0]), 0, b"") + record(
+        40, 5, encode_time(WHEN[1])
+    )
     records, bad = parse_attendance(body, 2)
     assert [r.user_id for r in records] == ["5"] and bad[0].index == 0
 
 
 def test_skip_resumes_after_records_already_read() -> None:
-    body = b"".join(record(16, i, encode(WHEN[i % 3])) for i in range(10))
+    body = b"".join(record(16, i, encode_time(WHEN[i % 3])) for i in range(10))
     records, _ = parse_attendance(body, 10, skip=7)
     assert [r.index for r in records] == [7, 8, 9]
 
 
 def test_decode_time_rejects_impossible_dates() -> None:
-    assert decode_time(encode(WHEN[0])) == WHEN[0]
+    assert decode_time(encode_time(WHEN[0])) == WHEN[0]
     with pytest.raises(ValueError):
         decode_time(FEB_31)
 

@@ -191,16 +191,6 @@ def encode_time(moment: datetime) -> int:
     return encode_time_parts(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
 
 
-def decode_time(value: int) -> datetime:
-    """Datetime of a ZK u32 time; raises ValueError for an impossible date (e.g. 31 Feb)."""
-    days, seconds = divmod(value, _SECONDS_PER_DAY)
-    months, day0 = divmod(days, 31)
-    years, month0 = divmod(months, 12)
-    hour, rest = divmod(seconds, 3600)
-    minute, second = divmod(rest, 60)
-    return datetime(2000 + years, month0 + 1, day0 + 1, hour, minute, second)
-
-
 def time_hex(moment: datetime) -> bytes:
     """The 6-byte time of live events: year-2000, month, day, hour, minute, second."""
     return bytes((moment.year - 2000, moment.month, moment.day, moment.hour, moment.minute, moment.second))

@@ -28,6 +28,7 @@ from typing import Self
 
 from ekinerja.drivers.sim import zk_protocol as zp
 from ekinerja.drivers.sim.zk_device import ZkDevice, ZkRecord
+from ekinerja.drivers.zk_records import decode_time
 
 log = logging.getLogger("ekinerja.sim.zk")
 
@@ -205,7 +206,7 @@ class _Protocol:
     def _set_time(self, session: _Session, packet: zp.Packet) -> list[Reply]:
         try:
             (value,) = zp.U32.unpack(packet.payload[:4])
-            self.device.set_time(zp.decode_time(value))
+            self.device.set_time(decode_time(value))
         except (ValueError, TypeError, struct.error):
             return [(zp.CMD_ACK_ERROR, b"")]
         return [(zp.CMD_ACK_OK, b"")]
