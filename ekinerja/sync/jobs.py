@@ -60,8 +60,10 @@ class Jobs:
     def push_soon(self) -> None:
         """Bring the next push forward: new punches are waiting."""
         job = self.scheduler.get_job(PUSH_JOB)
-        soon = datetime.now(job.next_run_time.tzinfo) + timedelta(seconds=PUSH_SOON_S) if job else None
-        if job is not None and soon is not None and (job.next_run_time is None or job.next_run_time > soon):
+        if job is None or job.next_run_time is None:  # not scheduled (stopping): nothing to bring forward
+            return
+        soon = datetime.now(job.next_run_time.tzinfo) + timedelta(seconds=PUSH_SOON_S)
+        if job.next_run_time > soon:
             job.modify(next_run_time=soon)
 
     def start(self) -> None:

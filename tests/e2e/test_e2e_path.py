@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -70,3 +73,34 @@ def test_bad_record_is_quarantined_and_everything_else_arrives(tmp_path: Path) -
     assert feed_punches(feed) == device_punches(device)
     assert len(feed) == 31
     assert [(q.device_id, q.device_serial, q.record_index) for q in quarantined] == [("pintu", "E2EBAD0001", 30)]
+
+
+def test_service_pushes_new_punches_soon_not_at_the_push_interval(tmp_path: Path) -> None:
+    device = ZkDevice.generate(users=5, records=10, serial="E2ESOON001", seed=4)
+    with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        text = write_gateway_toml(tmp_path, url, TOKEN, {"pintu": (sim.port, "tcp")}).read_text()
+        config_path = tmp_path / "gateway.toml"
+        config_path.write_text(text.replace("push_interval_s = 0.5", "push_interval_s = 300"))
+        service = GatewayService(load_model(config_path, GatewayConfig))
+        stop = threading.Event()
+        runner = threading.Thread(target=service.run, args=(stop,))
+        runner.start()
+        try:
+            wait_until(lambda: len(read_whole_feed(url)) == 10, 10)  # the first push runs at start
+            device.add_punch("1002", datetime(2026, 8, 3, 7, 15))
+            started = time.monotonic()
+            wait_until(lambda: len(read_whole_feed(url)) == 11, 10)
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            runner.join(10)
+            service.close()
+    assert took < 5, "a new punch waited for the push interval"
+    assert not runner.is_alive()
+
+
+def wait_until(check: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
