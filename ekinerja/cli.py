@@ -12,10 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ekinerja.config.loader import ConfigError
-
-EXIT_CONFIG = 2
-
+from ekinerja.errors import OperatorError
 
 # Each part registers its own subcommands. Only the part named on the command line is imported:
 # the store pulls in FastAPI and Alembic, which a gateway pull should not pay for at start-up.
@@ -57,9 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(exc.render(), file=sys.stderr)
-        return EXIT_CONFIG
+    except OperatorError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return code

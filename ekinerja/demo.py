@@ -19,6 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from ekinerja.drivers.sim.cli import port_number
+
 GATEWAY_ID = "opd-demo"
 DEFAULT_PORT = 8400
 
@@ -29,7 +31,7 @@ def register(commands: Any) -> None:
         "demo", help="run a store, two simulated terminals and a gateway on this machine", description=__doc__
     )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="store port (a free one if taken)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="store port (a free one if taken)")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep the demo's data here (default: temporary)")
     parser.add_argument("--punch-every", type=float, default=3.0, help="seconds between simulated punches")
     parser.set_defaults(func=run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Literal, Self
 
@@ -17,6 +18,7 @@ class GatewaySection(Section):
     id: Identifier = Field(description="This gateway's id; the store knows it by this id and its token.")
     data_dir: Path = Field(
         default=Path("data/gateway"),
+        validate_default=True,  # the default is relative to the config file too
         description="Folder for the punch buffer; relative paths are relative to the config file.",
     )
     timezone: ZoneName = Field(
@@ -66,6 +68,15 @@ class ZkDevice(Section):
     )
     encoding: str = Field(default="UTF-8", description="Text encoding of user names and ids on the terminal.")
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. UTF-8, cp1252, gbk)") from None
+        return value
+
 
 class WebSection(Section):
     """``[web]``: the gateway's status page."""
@@ -76,10 +87,12 @@ class WebSection(Section):
 class GatewayConfig(Section):
     """The whole ``gateway.toml``."""
 
-    gateway: GatewaySection
-    store: StoreClientSection
+    gateway: GatewaySection = Field(description="Who this gateway is and where it keeps its buffer.")
+    store: StoreClientSection = Field(description="The central store to push punches to.")
     devices: list[ZkDevice] = Field(default_factory=list, description="The terminals this gateway reads.")
-    web: WebSection = Field(default_factory=WebSection)
+    web: WebSection = Field(
+        default_factory=WebSection, description="The status page (its listen address; the page comes with monitoring)."
+    )
 
     @model_validator(mode="after")
     def _unique_device_ids(self) -> Self:

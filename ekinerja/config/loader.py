@@ -15,13 +15,17 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ekinerja.errors import OperatorError
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(Exception):
+class ConfigError(OperatorError):
     """A config file that cannot be used. ``problems`` holds one line per fault."""
+
+    exit_code = 2
 
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.path = path
@@ -63,15 +67,21 @@ def _expand_env(value: Any, loc: tuple[Any, ...], problems: list[str]) -> Any:
     return value
 
 
+# Values of these keys are never repeated in a message: error output ends up in logs and journald.
+SECRET_KEYS = frozenset({"token", "token_sha256", "password", "database_url"})
+
+
 def _describe(error: Any) -> str:
-    key = _key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-")))
+    loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+    key = _key_path(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{key}: unknown key (check its spelling and the section it is in)"
     if kind == "missing":
         return f"{key}: required key is missing"
     given = error.get("input")
-    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    secret = bool(loc) and str(loc[-1]) in SECRET_KEYS
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) and not secret else ""
     return f"{key}: {error['msg']}{shown}"
 
 

@@ -52,7 +52,7 @@ class GatewayCredential(Section):
 class StoreConfig(Section):
     """The whole ``store.toml``."""
 
-    store: StoreSection = Field(default_factory=StoreSection)
+    store: StoreSection = Field(default_factory=StoreSection, description="The database and the HTTP listener.")
     gateways: list[GatewayCredential] = Field(default_factory=list, description="Gateways allowed to push.")
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 ATTENDANCE_FORMATS = {
     8: struct.Struct("<HBIB"),  # uid, verify, time, punch
@@ -103,11 +104,10 @@ def split_dataset(data: bytes) -> bytes:
 
 
 def record_size(body: bytes, count: int) -> int | None:
-    """The size of one record, or None when the body does not divide into a known format."""
+    """The size of one record, or None when the body does not divide into ``count`` records."""
     if count <= 0 or len(body) % count:
         return None
-    size = len(body) // count
-    return size if size in ATTENDANCE_FORMATS else None
+    return len(body) // count
 
 
 def parse_users(body: bytes, count: int, encoding: str = "UTF-8") -> list[DeviceUser]:
@@ -137,43 +137,62 @@ def parse_attendance(
     """Parse the attendance log in one linear pass, skipping the first ``skip`` records.
 
     8-byte records carry only the internal uid, so ``uid_to_user`` maps it to the user id people
-    know; an unmapped uid is kept as its number. A record with an impossible time becomes a
-    BadRecord; a body that matches no record size becomes one BadRecord holding all of it.
+    know; an unmapped uid is kept as its number. A record with an impossible time or an unreadable
+    user id becomes a BadRecord with its raw bytes, and so does every record of a size this parser
+    does not know. The body must divide into ``count`` records (see :func:`record_size`).
     """
     size = record_size(body, count)
     if size is None:
-        reason = f"log of {len(body)} bytes does not split into {count} records of 8, 16 or 40 bytes"
-        return [], [BadRecord(index=0, raw=bytes(body), reason=reason)]
-    layout = ATTENDANCE_FORMATS[size]
-    decode = _TimeDecoder()
-    uid_map = uid_to_user or {}
-    names: dict[bytes, str | None] = {}  # a log repeats a few hundred user ids: decode each once
+        raise ValueError(f"a log of {len(body)} bytes does not divide into {count} records")
+    if size not in ATTENDANCE_FORMATS:
+        reason = f"unknown record size: {size} bytes (known: 8, 16, 40)"
+        return [], [BadRecord(i, _raw(body, i, size), reason) for i in range(skip, count)]
+    reader = _RecordReader(size, uid_to_user or {}, encoding)
     records: list[AttendanceRecord] = []
     bad: list[BadRecord] = []
     view = memoryview(body)[skip * size :]
-    for offset, fields in enumerate(layout.iter_unpack(view), start=skip):
+    for index, fields in enumerate(ATTENDANCE_FORMATS[size].iter_unpack(view), start=skip):
+        record = reader.read(index, fields)
+        if isinstance(record, str):
+            bad.append(BadRecord(index, _raw(body, index, size), record))
+        else:
+            records.append(record)
+    return records, bad
+
+
+class _RecordReader:
+    """Turns the unpacked fields of one record into an AttendanceRecord, or the reason it is bad."""
+
+    def __init__(self, size: int, uid_to_user: dict[int, str], encoding: str) -> None:
+        self.size = size
+        self.uid_to_user = uid_to_user
+        self.encoding = encoding
+        self.decode = _TimeDecoder()
+        self.names: dict[bytes, str | None] = {}  # a log repeats a few hundred user ids: decode each once
+
+    def read(self, index: int, fields: tuple[Any, ...]) -> AttendanceRecord | str:
         user_id: str | None
-        if size == 8:
+        if self.size == 8:
             uid, verify, time_value, punch = fields
-            user_id = uid_map.get(uid) or str(uid)
-        elif size == 16:
-            number, time_value, verify, punch, _res, _work = fields
-            uid, user_id = number, str(number)
+            user_id = self.uid_to_user.get(uid) or str(uid)
+        elif self.size == 16:
+            uid, time_value, verify, punch, _res, _work = fields
+            user_id = str(uid)
         else:
             uid, user_raw, verify, time_value, punch, _res = fields
-            try:
-                user_id = names[user_raw]
-            except KeyError:
-                text = _text(user_raw, encoding)
-                user_id = names[user_raw] = text if _plausible_user_id(text) else None
+            user_id = self._name(user_raw)
         try:
-            when = decode(time_value)
+            when = self.decode(time_value)
         except ValueError as exc:
-            bad.append(BadRecord(offset, _raw(body, offset, size), f"impossible date: {exc}"))
-            continue
-        if user_id is None or (size == 8 and not _plausible_user_id(user_id)):
-            shown = _text(bytes(fields[1]), encoding) if size == 40 else user_id
-            bad.append(BadRecord(offset, _raw(body, offset, size), f"unreadable user id {shown!r}"))
-            continue
-        records.append(AttendanceRecord(offset, user_id, uid, when, verify, punch))
-    return records, bad
+            return f"impossible date: {exc}"
+        if user_id is None or not _plausible_user_id(user_id):
+            return f"unreadable user id {_text(bytes(fields[1]), self.encoding) if self.size == 40 else user_id!r}"
+        return AttendanceRecord(index, user_id, uid, when, verify, punch)
+
+    def _name(self, raw: bytes) -> str | None:
+        try:
+            return self.names[raw]
+        except KeyError:
+            text = _text(raw, self.encoding)
+            name = self.names[raw] = text if _plausible_user_id(text) else None
+            return name

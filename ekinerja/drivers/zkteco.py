@@ -7,6 +7,7 @@ cannot be parsed. The driver knows its device and nothing else: no buffer, no HT
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 from collections.abc import Callable, Iterator
@@ -49,6 +50,15 @@ _VERIFY = {
 _PUNCHES = [Punch.from_zk(code) for code in range(6)]
 
 
+def _last_record_sha(body: bytes, count: int, upto: int | None = None) -> str | None:
+    """SHA-256 of the raw bytes of record ``upto - 1`` (default: the last record)."""
+    size = record_size(body, count)
+    end = count if upto is None else upto
+    if size is None or end <= 0:
+        return None
+    return hashlib.sha256(body[(end - 1) * size : end * size]).hexdigest()
+
+
 class DeviceUnavailable(Exception):
     """The terminal did not answer or refused us; the message says what to check."""
 
@@ -71,11 +81,16 @@ class ZkSettings:
 
 @dataclass(frozen=True)
 class DeviceCursor:
-    """How far the gateway has read a terminal's log."""
+    """How far the gateway has read a terminal's log.
+
+    ``last_record_sha`` is the SHA-256 of the raw bytes of the last record read: the log is
+    resumed after ``record_count`` records only while that record is still where it was.
+    """
 
     serial: str | None = None
     record_count: int = 0
     last_device_time: datetime | None = None
+    last_record_sha: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ class ZkDriver:
             self._to_events(records, info, result)
         result.quarantined += [self._quarantine(info, b) for b in bad]
         last_time = records[-1].device_time if records else cursor.last_device_time
-        result.cursor = DeviceCursor(info.serial, count, last_time)
+        result.cursor = DeviceCursor(info.serial, count, last_time, _last_record_sha(body, count))
         return result
 
     def read_users(self) -> list[DeviceUser]:
@@ -196,18 +211,26 @@ class ZkDriver:
             conn.read_sizes()
             return self._download_users(conn)
 
-    def download_log(self, conn: Any) -> tuple[bytes, int]:
-        """The raw attendance log (without its length prefix) and its record count; after read_info."""
-        count = conn.records
-        if count == 0:
-            return b"", 0
-        data, _size = conn.read_with_buffer(const.CMD_ATTLOG_RRQ)
-        body = split_dataset(data)
-        if record_size(body, count) is None:
-            # A punch may land between read_sizes and the download: count again before giving up.
-            conn.read_sizes()
+    def download_log(self, conn: Any, attempts: int = 3) -> tuple[bytes, int]:
+        """The raw attendance log (without its length prefix) and its record count; after read_info.
+
+        A punch landing during the download changes the count, and a log that no longer matches
+        its count would be split at the wrong size: the count is read again after the download,
+        and the download repeated until both agree.
+        """
+        for _ in range(attempts):
             count = conn.records
-        return body, count
+            if count == 0:
+                return b"", 0
+            data, _size = conn.read_with_buffer(const.CMD_ATTLOG_RRQ)
+            body = split_dataset(data)
+            conn.read_sizes()
+            if conn.records == count and record_size(body, count) is not None:
+                return body, count
+        raise DeviceUnavailable(
+            f"{self.settings.device_id}: the log ({len(body)} bytes) never matched its record count "
+            f"({count}) in {attempts} downloads; punches arriving fast? The next poll tries again"
+        )
 
     def _download_users(self, conn: Any) -> list[DeviceUser]:
         if conn.users == 0:
@@ -217,12 +240,11 @@ class ZkDriver:
 
     def _resume_index(self, cursor: DeviceCursor, info: DeviceInfo, body: bytes, count: int) -> int:
         """How many leading records were already read; 0 when the log was cleared or replaced."""
-        if cursor.serial != info.serial or not 0 < cursor.record_count <= count:
+        if cursor.serial != info.serial or not 0 < cursor.record_count <= count or cursor.last_record_sha is None:
             return 0
-        previous, _ = parse_attendance(body, count, skip=cursor.record_count - 1)
-        if not previous or previous[0].device_time != cursor.last_device_time:
+        if _last_record_sha(body, count, upto=cursor.record_count) != cursor.last_record_sha:
             log.warning(
-                "%s: the log no longer starts with what was read before (cleared and refilled?); reading it whole",
+                "%s: the log no longer holds what was read before (cleared and refilled?); reading it whole",
                 self.settings.device_id,
             )
             return 0

@@ -38,9 +38,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ekinerja.bulk import gc_paused
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
+from ekinerja.errors import OperatorError
 from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
 
 log = logging.getLogger("ekinerja.gateway.buffer")
@@ -86,6 +89,7 @@ cursors = Table(
     Column("serial", String(64)),
     Column("record_count", Integer, nullable=False),
     Column("last_device_time", DateTime),
+    Column("last_record_sha", String(64)),
     Column("updated_at", DateTime, nullable=False),
 )
 
@@ -178,17 +182,42 @@ def _fingerprint(record: QuarantinedRecord) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
+class BufferUnusable(OperatorError):
+    """The buffer file or its folder cannot be used."""
+
+
 class Buffer:
     """The punch buffer at ``path``. Safe to share between the poll and push threads."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufferUnusable(
+                f"cannot create the buffer folder {path.parent}: {exc.strerror}; check gateway.data_dir"
+            ) from None
         self.path = path
         self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
         event.listen(self.engine, "connect", _sqlite_pragmas)
         # SQLite allows one writer; serializing writers here avoids "database is locked" retries.
         self._write_lock = threading.Lock()
-        metadata.create_all(self.engine)
+        try:
+            self._create_tables()
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise BufferUnusable(
+                f"the punch buffer {path} cannot be opened ({exc.orig}). It may hold punches not yet "
+                "sent: do not delete it; stop the gateway, move it aside, and ask for it to be recovered"
+            ) from None
+
+    def _create_tables(self) -> None:
+        # IF NOT EXISTS, statement by statement: `gateway backlog` may open the file while the
+        # service creates it, and create_all's check-then-create would race.
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                conn.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
 
     def close(self) -> None:
         """Release the database file."""
@@ -235,6 +264,7 @@ class Buffer:
             "serial": cursor.serial,
             "record_count": cursor.record_count,
             "last_device_time": cursor.last_device_time,
+            "last_record_sha": cursor.last_record_sha,
             "updated_at": now,
         }
         stmt = sqlite_insert(cursors).values(device_id=device_id, **values)
@@ -246,7 +276,7 @@ class Buffer:
             row = conn.execute(select(cursors).where(cursors.c.device_id == device_id)).first()
         if row is None:
             return DeviceCursor()
-        return DeviceCursor(row.serial, row.record_count, row.last_device_time)
+        return DeviceCursor(row.serial, row.record_count, row.last_device_time, row.last_record_sha)
 
     def pending(self, limit: int) -> list[PendingEvent]:
         """The oldest events not yet acknowledged, in the order they were buffered."""
@@ -263,6 +293,25 @@ class Buffer:
         for event_id, reason in reasons.items():
             log.error("store rejected event %s: %s; kept in the buffer as rejected", event_id, reason)
         return self._set_status(REJECTED, dict(reasons))
+
+    def rejected(self, limit: int = 20) -> list[tuple[str, str, str]]:
+        """The most recently rejected events: (event_id, device_id, reason)."""
+        query = (
+            select(events.c.event_id, events.c.device_id, events.c.reason)
+            .where(events.c.status == REJECTED)
+            .order_by(events.c.seq.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(r.event_id, r.device_id, r.reason or "") for r in conn.execute(query)]
+
+    def requeue_rejected(self) -> int:
+        """Make every rejected event pending again, once its cause (a device clock, a version) is fixed."""
+        stmt = (
+            update(events).where(events.c.status == REJECTED).values(status=PENDING, status_at=_utcnow(), reason=None)
+        )
+        with self._write_lock, self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def _set_status(self, status: str, reasons: dict[str, str | None]) -> int:
         if not reasons:

@@ -32,6 +32,12 @@ def register(commands: Any) -> None:
         cmd.add_argument("--config", required=True, type=Path, help="path to gateway.toml")
         if name in ("backlog", "devices", "pull", "sync"):
             cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+        if name == "backlog":
+            cmd.add_argument(
+                "--requeue-rejected",
+                action="store_true",
+                help="send events the store rejected again (after fixing the cause, e.g. a device clock)",
+            )
         cmd.set_defaults(func=handler)
 
 
@@ -152,16 +158,20 @@ def _backlog(args: argparse.Namespace) -> int:
     config = _load(args)
     buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
     try:
-        backlog = buffer.backlog()
+        requeued = buffer.requeue_rejected() if args.requeue_rejected else None
+        backlog, rejected = buffer.backlog(), buffer.rejected()
     finally:
         buffer.close()
     oldest = backlog.oldest_pending_captured_at
-    lines = [
+    lines = [f"requeued {requeued} rejected event(s)"] if requeued is not None else []
+    lines += [
         f"pending: {backlog.pending}" + (f" (oldest read at {oldest:%Y-%m-%d %H:%M:%S} UTC)" if oldest else ""),
         *[f"  {device}: {count}" for device, count in sorted(backlog.pending_by_device.items())],
         f"acknowledged by the store: {backlog.acked}",
         f"rejected by the store: {backlog.rejected}",
+        *[f"  {device} {event_id[:12]}: {reason}" for event_id, device, reason in rejected],
         f"quarantined records: {backlog.quarantined}",
     ]
-    _print(args, backlog.__dict__, lines)
+    data = {**backlog.__dict__, "requeued": requeued, "recent_rejections": rejected}
+    _print(args, data, lines)
     return EXIT_OK

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from ekinerja.backoff import Backoff
 from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, Outcome, PunchEvent
@@ -35,17 +35,25 @@ class PendingLike(Protocol):
     """What the drain loop needs of a buffered event."""
 
     @property
-    def event_id(self) -> str: ...
+    def event_id(self) -> str:
+        """The event's id."""
+
     @property
-    def event(self) -> PunchEvent: ...
+    def event(self) -> PunchEvent:
+        """The event itself."""
 
 
 class BufferLike(Protocol):
-    """The buffer operations the drain loop uses."""
+    """The buffer operations the drain loop uses (gateway.buffer.Buffer provides them)."""
 
-    def pending(self, limit: int) -> list[Any]: ...
-    def acknowledge(self, event_ids: list[str]) -> int: ...
-    def reject(self, reasons: dict[str, str]) -> int: ...
+    def pending(self, limit: int) -> list[Any]:
+        """The oldest pending events."""
+
+    def acknowledge(self, event_ids: list[str]) -> int:
+        """Mark events as stored by the store."""
+
+    def reject(self, reasons: dict[str, str]) -> int:
+        """Set aside events the store refused."""
 
 
 @dataclass
@@ -106,7 +114,14 @@ class PushClient:
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"store at {self._url} unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code == 200:
-            return _outcome(BatchResult.model_validate_json(response.content))
+            try:
+                result = BatchResult.model_validate_json(response.content)
+            except ValidationError:
+                # A proxy or captive portal answering in the store's place: nothing was judged.
+                raise StoreUnavailable(
+                    f"{self._url} answered 200 without a batch result: {response.text[:120]!r}"
+                ) from None
+            return _outcome(result, {p.event_id for p in batch})
         if response.status_code in (401, 403):
             raise StoreRefused(
                 f"store refused gateway {self.gateway_id!r} ({response.status_code}): {_detail(response)}"
@@ -123,9 +138,11 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:300]
 
 
-def _outcome(result: BatchResult) -> PushOutcome:
+def _outcome(result: BatchResult, sent: set[str]) -> PushOutcome:
     out = PushOutcome(accepted=result.accepted, duplicate=result.duplicate)
     for item in result.results:
+        if item.event_id not in sent:  # only what was sent can be acknowledged
+            continue
         if item.outcome is Outcome.REJECTED:
             out.rejected[item.event_id] = item.reason or "rejected by the store"
         else:

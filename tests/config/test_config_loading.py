@@ -48,6 +48,8 @@ def test_env_secret_and_relative_data_dir(tmp_path: Path, monkeypatch: pytest.Mo
     assert config.store.token == "s3cret-token-value"
     assert config.gateway.data_dir == (tmp_path / "buf").resolve()
     assert config.device_zone(config.devices[0]) == "Asia/Jakarta"
+    default = load_model(write(tmp_path, GOOD.replace('data_dir = "buf"', "")), GatewayConfig)
+    assert default.gateway.data_dir == (tmp_path / "data" / "gateway").resolve()
 
 
 @pytest.mark.parametrize(
@@ -96,3 +98,19 @@ def test_store_token_or_hash_exactly_one(tmp_path: Path) -> None:
     path.write_text('[[gateways]]\nid = "opd-1"\n')
     with pytest.raises(ConfigError, match="exactly one of token or token_sha256"):
         load_model(path, StoreConfig)
+
+
+def test_unknown_text_encoding_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.encoding: Value error, unknown text encoding 'klingon'"):
+        load_model(write(tmp_path, GOOD + 'encoding = "klingon"\n'), GatewayConfig)
+
+
+def test_secret_values_are_never_repeated_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "shhh")  # too short, and a secret
+    with pytest.raises(ConfigError) as info:
+        load_model(write(tmp_path, GOOD + "password = -77\n"), GatewayConfig)
+    message = info.value.render()
+    assert "store.token: String should have at least 8 characters" in message
+    assert "devices[0].password: Input should be greater than or equal to 0" in message
+    assert "shhh" not in message and "-77" not in message

@@ -251,20 +251,15 @@ def test_raw_datasets_have_the_documented_layout(sim: ZkSimulator) -> None:
     assert users_size == 4 + 12 * 72
 
 
-def test_100k_records_transfer_quickly() -> None:
-    started = time.perf_counter()
+def test_100k_records_transfer_whole() -> None:
+    # How fast is for bench/zk_download.py; here only that a full-size log arrives intact.
     device = ZkDevice.generate(500, 100_000, record_format=40, seed=2)
-    generated = time.perf_counter()
     dataset = device.attendance_dataset()
-    assert time.perf_counter() - generated < 0.5
-    assert generated - started < 5
     with ZkSimulator(device) as sim:
         conn = connect(sim)
         conn.read_sizes()
         assert conn.records == 100_000
-        started = time.perf_counter()
         data, size = conn.read_with_buffer(zp.CMD_ATTLOG_RRQ)
-        assert time.perf_counter() - started < 3
         assert size == 4_000_004
         assert data == dataset
 

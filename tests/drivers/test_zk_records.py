@@ -47,10 +47,17 @@ def test_impossible_date_is_set_aside_and_the_rest_parsed(size: int) -> None:
     assert bad[0].raw == record(size, 2, FEB_31)
 
 
-def test_unknown_record_size_quarantines_the_whole_log() -> None:
-    body = b"\x01" * 60
+def test_unknown_record_size_quarantines_each_record_with_its_bytes() -> None:
+    body = b"\x01" * 30 + b"\x02" * 30
     records, bad = parse_attendance(body, 2)
-    assert records == [] and len(bad) == 1 and bad[0].raw == body and "does not split" in bad[0].reason
+    assert records == []
+    assert [(b.index, b.raw) for b in bad] == [(0, b"\x01" * 30), (1, b"\x02" * 30)]
+    assert all("unknown record size: 30 bytes" in b.reason for b in bad)
+
+
+def test_a_log_that_does_not_divide_into_its_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not divide into 2 records"):
+        parse_attendance(b"\x00" * 41, 2)
 
 
 def test_unreadable_user_id_is_set_aside() -> None:

@@ -47,7 +47,13 @@ def test_full_pull_maps_every_record(protocol: str, record_format: int, user_for
     assert result.downloaded and result.quarantined == []
     assert len(result.events) == 300
     assert event_log(result.events) == device_log(device)
-    assert result.cursor == DeviceCursor(device.serial, 300, device.records[-1].timestamp)
+    cursor = result.cursor
+    assert (cursor.serial, cursor.record_count, cursor.last_device_time) == (
+        device.serial,
+        300,
+        device.records[-1].timestamp,
+    )
+    assert cursor.last_record_sha is not None
     assert result.info.serial == device.serial and result.info.records == 300 and result.info.users == 12
     event = result.events[0]
     assert (event.device_serial, event.gateway_id, event.device_id, event.timezone) == (
@@ -139,3 +145,39 @@ def test_comm_key_pyzk_cannot_encode_is_a_clear_error() -> None:
             except DeviceUnavailable as exc:
                 failures.append(str(exc))
     assert failures and all("pyzk cannot use this comm key" in f for f in failures)
+
+
+def test_a_bad_last_record_does_not_force_a_full_read_next_time(caplog: pytest.LogCaptureFixture) -> None:
+    device = ZkDevice.generate(users=5, records=200, record_format=8, user_format=28, seed=15)
+    device.add_bad_date_record("1001", 2026, 2, 30)
+    with ZkSimulator(device) as sim:
+        driver = ZkDriver(settings(sim))
+        first = driver.pull(DeviceCursor())
+        assert len(first.events) == 200 and len(first.quarantined) == 1
+        new = device.add_punch("1004", datetime(2026, 3, 9, 7, 12))
+        second = driver.pull(first.cursor)
+    assert [(e.subject.zk_user_id, e.device_time) for e in second.events] == [(new.user_id, new.timestamp)]
+    assert second.quarantined == [] and "reading it whole" not in caplog.text
+
+
+def test_a_log_that_changes_during_every_download_is_retried_not_misread() -> None:
+    device = ZkDevice.generate(users=3, records=30, seed=16)
+    with ZkSimulator(device) as sim:
+        driver = ZkDriver(settings(sim))
+        with driver.connect() as conn:
+            driver.read_info(conn)
+            real = conn.read_with_buffer
+
+            # The race made certain: a real punch on the real terminal lands during each transfer.
+            def growing(*args: object) -> object:
+                answer = real(*args)
+                device.add_punch("1001")
+                return answer
+
+            conn.read_with_buffer = growing
+            with pytest.raises(DeviceUnavailable, match="never matched its record count"):
+                driver.download_log(conn)
+            conn.read_with_buffer = real
+            conn.read_sizes()
+            body, count = driver.download_log(conn)
+    assert count == 33 and len(body) == 33 * 40

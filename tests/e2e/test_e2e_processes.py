@@ -33,10 +33,11 @@ def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([*CLI, "gateway", "run", "--config", str(config)], stdout=out, stderr=out)
 
 
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], seconds: float, what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        shown = log.read_text()[-3000:] if log and log.exists() else ""
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{shown}"
         time.sleep(0.2)
 
 
@@ -102,7 +103,9 @@ def test_store_down_at_start_then_backlog_drains(tmp_path: Path) -> None:
         )
         proc = start_gateway(config, tmp_path / "gateway.log")
         try:
-            wait_for(lambda: backlog(config)["pending"] == 250, 20, "punches to wait in the buffer")
+            wait_for(
+                lambda: backlog(config)["pending"] == 250, 20, "punches to wait in the buffer", tmp_path / "gateway.log"
+            )
             with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}, port=port) as url:
                 wait_for(lambda: len(read_whole_feed(url)) == 250, 30, "the backlog to drain")
                 device.add_punch("1001", datetime(2026, 7, 1, 7, 30))
@@ -130,6 +133,8 @@ def test_pull_backlog_sync_devices_commands(tmp_path: Path) -> None:
         synced = gateway(config, "sync", "--json")
         assert synced.returncode == 0 and json.loads(synced.stdout)["accepted"] == 80
         assert backlog(config)["acked"] == 80
+        requeue = gateway(config, "backlog", "--requeue-rejected")
+        assert requeue.returncode == 0 and "requeued 0 rejected event(s)" in requeue.stdout
         assert "0 new" in gateway(config, "pull").stdout
     offline = gateway(config, "pull")
     assert offline.returncode == 1 and "pintu: FAILED" in offline.stdout and "Traceback" not in offline.stderr
@@ -167,6 +172,12 @@ def test_config_mistakes_exit_2_naming_each(tmp_path: Path) -> None:
     ok = subprocess.run([*CLI, "gateway", "check-config", "--config", str(path)], capture_output=True, text=True,
                         env={**env, "E2E_GATEWAY_TOKEN": "from-the-environment"}, timeout=30, check=False)  # fmt: skip
     assert ok.returncode == 0 and "OK" in ok.stdout and "from-the-environment" not in ok.stdout
+    (tmp_path / "data" / "gateway").mkdir(parents=True)
+    (tmp_path / "data" / "gateway" / "buffer.sqlite3").write_bytes(b"\x00garbage" * 512)
+    env["E2E_GATEWAY_TOKEN"] = "from-the-environment"
+    damaged = subprocess.run([*CLI, "gateway", "backlog", "--config", str(path)], capture_output=True, text=True,
+                             env=env, timeout=30, check=False)  # fmt: skip
+    assert damaged.returncode == 1 and "cannot be opened" in damaged.stderr and "Traceback" not in damaged.stderr
     missing = subprocess.run([*CLI, "gateway", "check-config", "--config", str(tmp_path / "nope.toml")],
                              capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert (

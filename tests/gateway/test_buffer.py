@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
-from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.buffer import Buffer, BufferUnusable
 from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
 
 
@@ -80,3 +83,36 @@ def test_database_is_wal_with_full_sync(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert sqlite3.connect(tmp_path / "b.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_unusable_folder_or_file_is_a_clear_operator_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    with pytest.raises(BufferUnusable, match=r"cannot create the buffer folder .*not-a-folder.*gateway\.data_dir"):
+        Buffer(blocker / "buffer.sqlite3")
+    garbage = tmp_path / "buffer.sqlite3"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(BufferUnusable, match=r"cannot be opened .*do not delete it"):
+        Buffer(garbage)
+    assert garbage.read_bytes() == b"this is not a database" * 100, "the damaged file was changed"
+
+
+def test_many_openers_of_a_new_buffer_do_not_race(tmp_path: Path) -> None:
+    # `gateway backlog` may open the buffer while `gateway run` creates it.
+    path = tmp_path / "new.sqlite3"
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            Buffer(path).close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -45,6 +46,14 @@ def test_a_hung_store_never_holds_up_polling(tmp_path: Path) -> None:
     hole.bind(("127.0.0.1", 0))
     hole.listen(16)
     url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+    held: list[socket.socket] = []
+
+    def swallow() -> None:
+        with contextlib.suppress(OSError):  # the listening socket is closed at the end
+            while True:
+                held.append(hole.accept()[0])
+
+    threading.Thread(target=swallow, daemon=True).start()
     device = ZkDevice.generate(users=3, records=5, seed=2)
     with ZkSimulator(device) as sim:
         path = write_gateway_toml(tmp_path, url, TOKEN, {"pintu": (sim.port, "tcp")}, extra_store="timeout_s = 30")
@@ -57,6 +66,9 @@ def test_a_hung_store_never_holds_up_polling(tmp_path: Path) -> None:
             while service.buffer.backlog().pending < 5:
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+            while not held:  # the first push has reached the store and hangs there
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
             for minute in range(3):  # the push is now stuck in its 30 s timeout
                 device.add_punch("1001", datetime(2026, 9, 1, 7, minute))
             while service.buffer.backlog().pending < 8:
@@ -64,7 +76,9 @@ def test_a_hung_store_never_holds_up_polling(tmp_path: Path) -> None:
                 time.sleep(0.1)
         finally:
             stop.set()
-            hole.close()  # the hung request fails at once, so the scheduler can stop
+            for conn in held:  # the hung request fails at once, so the scheduler can stop
+                conn.close()
+            hole.close()
             runner.join(20)
             service.close()
     assert not runner.is_alive()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,38 @@ def test_rejected_and_malformed_events_are_set_aside_not_retried(tmp_path: Path,
     assert sorted(i.event.event_id for i in feed) == sorted(e.event_id for e in good if e.event_id != broken)
     backlog = buffer.backlog()
     assert (backlog.pending, backlog.rejected, backlog.acked) == (0, 2, 4)
+    reasons = {event_id: reason for event_id, _device, reason in buffer.rejected()}
+    assert "is the device clock wrong?" in reasons[future[0].event_id]
+    assert reasons[broken].startswith("subject")
+    assert buffer.requeue_rejected() == 2
+    assert {p.event_id for p in buffer.pending(10)} == {future[0].event_id, broken}
+
+
+def test_a_proxy_answering_200_with_html_is_a_store_outage(tmp_path: Path, buffer: Buffer) -> None:
+    # A captive portal or misconfigured proxy in front of the store: a real HTTP server on loopback.
+    class Portal(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"<html>Silakan login ke jaringan Wi-Fi kantor</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    buffer.append(make_events(4))
+    server = HTTPServer(("127.0.0.1", 0), Portal)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        pusher = Pusher(buffer, PushClient(f"http://127.0.0.1:{server.server_port}", TOKEN, "opd-1"), 10, 60)
+        report = pusher.run_once()
+    finally:
+        server.shutdown()
+        thread.join()
+    assert report is not None and report.error and "answered 200 without a batch result" in report.error
+    assert pusher.backoff.failures == 1
+    assert len(buffer.pending(10)) == 4

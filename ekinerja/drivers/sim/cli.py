@@ -33,7 +33,7 @@ def _add_zk(simulators: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="simulated ZKTeco attendance terminal (pyzk-compatible)",
         description="Serve a simulated ZKTeco terminal over TCP and/or UDP until SIGINT/SIGTERM.",
     )
-    zk.add_argument("--port", type=int, default=4370, help="port for TCP and UDP (0: any free port)")
+    zk.add_argument("--port", type=port_number, default=4370, help="port for TCP and UDP (0: any free port)")
     zk.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     zk.add_argument("--protocol", choices=PROTOCOLS, default="both")
     zk.add_argument("--users", type=_non_negative, default=20, help="generated users (ids from 1001)")
@@ -46,6 +46,14 @@ def _add_zk(simulators: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     zk.add_argument("--serial", default="SIM0000000001", help="serial number the terminal reports")
     zk.add_argument("--seed", type=int, default=None, help="random seed for generated data")
     zk.set_defaults(func=run_zk)
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP/UDP port, 0 (any free port) to 65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {value}")
+    return value
 
 
 def _non_negative(text: str) -> int:
