@@ -25,6 +25,12 @@ class GatewaySection(Section):
         default="Asia/Jakarta",
         description="IANA zone of the office (WIB Asia/Jakarta, WITA Asia/Makassar, WIT Asia/Jayapura).",
     )
+    keep_acknowledged_days: float = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="Days an event the store acknowledged stays in the buffer before it is pruned.",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -325,6 +326,17 @@ class Buffer:
         params = [{"eid": eid, "why": why} for eid, why in reasons.items()]
         with self._write_lock, self.engine.begin() as conn:
             return int(conn.execute(stmt, params).rowcount)
+
+    def prune_acknowledged(self, older_than: datetime) -> int:
+        """Delete events the store acknowledged before ``older_than`` (UTC); returns how many.
+
+        Safe at any age: a pruned punch read again from a terminal is sent again and the store,
+        which already has it, answers duplicate.
+        """
+        cutoff = older_than.astimezone(UTC).replace(tzinfo=None)
+        stmt = delete(events).where(events.c.status == ACKED, events.c.status_at < cutoff)
+        with self._write_lock, self.engine.begin() as conn:
+            return int(conn.execute(stmt).rowcount)
 
     def backlog(self) -> Backlog:
         """Counts for the operator: pending per device, oldest pending, rejected, quarantined."""

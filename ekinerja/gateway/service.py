@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ekinerja.config.gateway import GatewayConfig, ZkDevice
@@ -144,6 +144,7 @@ class GatewayService:
         for device in self.config.devices:
             jobs.add_poll(device.id, device.poll_interval_s, functools.partial(self._poll_job, device.id))
         jobs.add_push(self.config.store.push_interval_s, self._push_job)
+        jobs.add_daily("prune", self.prune)
         self.on_new_events = jobs.push_soon
         jobs.start()
         log.info(
@@ -157,6 +158,14 @@ class GatewayService:
         finally:
             jobs.stop()
             self.on_new_events = lambda: None
+
+    def prune(self) -> int:
+        """Drop acknowledged events older than ``keep_acknowledged_days``; returns how many."""
+        keep = timedelta(days=self.config.gateway.keep_acknowledged_days)
+        pruned = self.buffer.prune_acknowledged(datetime.now(UTC) - keep)
+        if pruned:
+            log.info("pruned %d acknowledged event(s) older than %g day(s) from the buffer", pruned, keep.days)
+        return pruned
 
     def _poll_job(self, device_id: str) -> None:
         try:

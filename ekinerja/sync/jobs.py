@@ -57,6 +57,11 @@ class Jobs:
             next_run_time=datetime.now(),
         )
 
+    def add_daily(self, name: str, job: Callable[[], object]) -> None:
+        """Run ``job`` once a day, first an hour after start (housekeeping, off the busy morning)."""
+        first = datetime.now() + timedelta(hours=1)
+        self.scheduler.add_job(job, "interval", days=1, id=name, name=name, executor="push", next_run_time=first)
+
     def push_soon(self) -> None:
         """Bring the next push forward: new punches are waiting."""
         job = self.scheduler.get_job(PUSH_JOB)

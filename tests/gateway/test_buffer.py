@@ -116,3 +116,16 @@ def test_many_openers_of_a_new_buffer_do_not_race(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_prune_removes_only_old_acknowledged_events(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    evs = events(6)
+    buffer.append(evs)
+    buffer.acknowledge([e.event_id for e in evs[:4]])
+    buffer.reject({evs[4].event_id: "future"})
+    assert buffer.prune_acknowledged(datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert buffer.prune_acknowledged(datetime.now(UTC) + timedelta(seconds=1)) == 4
+    backlog = buffer.backlog()
+    assert (backlog.acked, backlog.rejected, backlog.pending) == (0, 1, 1)
+    assert buffer.append(evs[:4]) == 4, "a pruned punch read again is buffered again (the store dedups it)"
