@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
@@ -32,6 +33,14 @@ def split_listen(value: str) -> tuple[str, int]:
     """``"127.0.0.1:8400"`` -> ``("127.0.0.1", 8400)``."""
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without any user:password part, for logs and screens."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def resolve_path(value: Path, info: ValidationInfo) -> Path:

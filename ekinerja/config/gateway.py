@@ -8,7 +8,7 @@ from typing import Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path
+from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path, without_credentials
 from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier
 
 
@@ -54,6 +54,10 @@ class StoreClientSection(Section):
     max_backoff_s: float = Field(
         default=300.0, gt=0, le=3600, description="Longest wait between retries while the store is down."
     )
+
+    def shown_url(self) -> str:
+        """The URL without any user:password part, for logs and screens."""
+        return without_credentials(self.url)
 
 
 class ZkDevice(Section):

@@ -60,7 +60,7 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK")
     print(f"  gateway {config.gateway.id}, zone {config.gateway.timezone}, data in {config.gateway.data_dir}")
     store = config.store
-    print(f"  store {store.url}, push every {store.push_interval_s:g} s, batches of {store.batch_size}")
+    print(f"  store {store.shown_url()}, push every {store.push_interval_s:g} s, batches of {store.batch_size}")
     for d in config.devices:
         print(f"  device {d.id}: {d.kind} {d.protocol}://{d.host}:{d.port}, poll every {d.poll_interval_s:g} s")
     if not config.devices:

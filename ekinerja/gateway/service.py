@@ -151,7 +151,7 @@ class GatewayService:
             "gateway %s running: %d device(s), pushing to %s",
             self.config.gateway.id,
             len(self.drivers),
-            self.config.store.url,
+            self.config.store.shown_url(),
         )
         try:
             stop.wait()

@@ -18,6 +18,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from ekinerja.backoff import Backoff
+from ekinerja.config.common import without_credentials
 from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, Outcome, PunchEvent
 
 log = logging.getLogger("ekinerja.sync.push")
@@ -91,6 +92,7 @@ class PushClient:
     ) -> None:
         self.gateway_id = gateway_id
         self._url = url.rstrip("/") + "/v1/punches"
+        self._shown = without_credentials(self._url)  # what messages and logs may say
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -112,14 +114,14 @@ class PushClient:
         try:
             response = self._client.post(self._url, content=body.encode())
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"store at {self._url} unreachable: {type(exc).__name__}: {exc}") from None
+            raise StoreUnavailable(f"store at {self._shown} unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code == 200:
             try:
                 result = BatchResult.model_validate_json(response.content)
             except ValidationError:
                 # A proxy or captive portal answering in the store's place: nothing was judged.
                 raise StoreUnavailable(
-                    f"{self._url} answered 200 without a batch result: {response.text[:120]!r}"
+                    f"{self._shown} answered 200 without a batch result: {response.text[:120]!r}"
                 ) from None
             return _outcome(result, {p.event_id for p in batch})
         if response.status_code in (401, 403):

@@ -114,3 +114,10 @@ def test_secret_values_are_never_repeated_in_errors(tmp_path: Path, monkeypatch:
     assert "store.token: String should have at least 8 characters" in message
     assert "devices[0].password: Input should be greater than or equal to 0" in message
     assert "shhh" not in message and "-77" not in message
+
+
+def test_store_url_is_shown_without_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    text = GOOD.replace("http://127.0.0.1:8400", "https://gw:hunter22@absensi.example.go.id:8443/api")
+    config = load_model(write(tmp_path, text), GatewayConfig)
+    assert config.store.shown_url() == "https://absensi.example.go.id:8443/api"
