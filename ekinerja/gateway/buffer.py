@@ -30,7 +30,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -45,7 +44,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ekinerja.bulk import gc_paused
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
 from ekinerja.errors import OperatorError
-from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify, trusted_event
 
 log = logging.getLogger("ekinerja.gateway.buffer")
 
@@ -108,6 +107,9 @@ quarantine = Table(
 )
 
 
+_SET_STATUS = f"UPDATE events SET status = ?, status_at = ?, reason = ? WHERE event_id = ? AND status = '{PENDING}'"
+
+
 @dataclass(frozen=True)
 class PendingEvent:
     """An event waiting for the store."""
@@ -159,23 +161,34 @@ def _event_rows(batch: Sequence[PunchEvent]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def _row_event(row: Any) -> PunchEvent:
-    """Rebuild a buffered event; it was checked when it was made, so it is not validated again."""
-    return PunchEvent.model_construct(
-        event_id=row.event_id,
-        gateway_id=row.gateway_id,
-        device_id=row.device_id,
-        device_serial=row.device_serial,
-        source=Source(row.source),
-        verify=Verify(row.verify),
-        subject=Subject.model_construct(**{row.subject_kind: row.subject_value}),
-        punch=Punch(row.punch),
-        device_time=row.device_time,
-        timezone=row.timezone,
-        occurred_at=_as_utc(row.occurred_at),
-        clock_skew_s=row.clock_skew_s,
-        captured_at=_as_utc(row.captured_at),
-    )
+class _EventReader:
+    """Rebuilds buffered events; they were checked when they were made, so not validated again."""
+
+    def __init__(self) -> None:
+        self._subjects: dict[tuple[str, str], Subject] = {}
+
+    def __call__(self, row: Any) -> PunchEvent:
+        key = (row.subject_kind, row.subject_value)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = self._subjects[key] = Subject.model_construct(**{row.subject_kind: row.subject_value})
+        return trusted_event(
+            {
+                "event_id": row.event_id,
+                "gateway_id": row.gateway_id,
+                "device_id": row.device_id,
+                "device_serial": row.device_serial,
+                "source": Source(row.source),
+                "verify": Verify(row.verify),
+                "subject": subject,
+                "punch": Punch(row.punch),
+                "device_time": row.device_time,
+                "timezone": row.timezone,
+                "occurred_at": _as_utc(row.occurred_at),
+                "clock_skew_s": row.clock_skew_s,
+                "captured_at": _as_utc(row.captured_at),
+            }
+        )
 
 
 def _fingerprint(record: QuarantinedRecord) -> str:
@@ -279,11 +292,14 @@ class Buffer:
             return DeviceCursor()
         return DeviceCursor(row.serial, row.record_count, row.last_device_time, row.last_record_sha)
 
-    def pending(self, limit: int) -> list[PendingEvent]:
-        """The oldest events not yet acknowledged, in the order they were buffered."""
-        query = select(events).where(events.c.status == PENDING).order_by(events.c.seq).limit(limit)
-        with self.engine.connect() as conn:
-            return [PendingEvent(row.seq, _row_event(row)) for row in conn.execute(query)]
+    def pending(self, limit: int, after: int = 0) -> list[PendingEvent]:
+        """The oldest events not yet acknowledged, in the order they were buffered (from ``seq > after``)."""
+        query = (
+            select(events).where(events.c.status == PENDING, events.c.seq > after).order_by(events.c.seq).limit(limit)
+        )
+        read = _EventReader()
+        with self.engine.connect() as conn, gc_paused():
+            return [PendingEvent(row.seq, read(row)) for row in conn.execute(query)]
 
     def acknowledge(self, event_ids: Iterable[str]) -> int:
         """Mark events as stored by the store (accepted or already there)."""
@@ -317,15 +333,10 @@ class Buffer:
     def _set_status(self, status: str, reasons: dict[str, str | None]) -> int:
         if not reasons:
             return 0
-        now = _utcnow()
-        stmt = (
-            update(events)
-            .where(events.c.event_id == bindparam("eid"), events.c.status == PENDING)
-            .values(status=status, status_at=now, reason=bindparam("why"))
-        )
-        params = [{"eid": eid, "why": why} for eid, why in reasons.items()]
+        now = _utcnow().isoformat(" ")
+        params = [(status, now, why, event_id) for event_id, why in reasons.items()]
         with self._write_lock, self.engine.begin() as conn:
-            return int(conn.execute(stmt, params).rowcount)
+            return int(conn.exec_driver_sql(_SET_STATUS, params).rowcount)
 
     def prune_acknowledged(self, older_than: datetime) -> int:
         """Delete events the store acknowledged before ``older_than`` (UTC); returns how many.

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,6 +37,10 @@ class PendingLike(Protocol):
     """What the drain loop needs of a buffered event."""
 
     @property
+    def seq(self) -> int:
+        """The event's position in the buffer."""
+
+    @property
     def event_id(self) -> str:
         """The event's id."""
 
@@ -47,8 +52,8 @@ class PendingLike(Protocol):
 class BufferLike(Protocol):
     """The buffer operations the drain loop uses (gateway.buffer.Buffer provides them)."""
 
-    def pending(self, limit: int) -> list[Any]:
-        """The oldest pending events."""
+    def pending(self, limit: int, after: int = 0) -> list[Any]:
+        """The oldest pending events after position ``after``."""
 
     def acknowledge(self, event_ids: list[str]) -> int:
         """Mark events as stored by the store."""
@@ -173,30 +178,40 @@ def _reject_invalid(batch: list[PendingLike], response: httpx.Response) -> PushO
 def drain(buffer: BufferLike, client: PushClient, batch_size: int, max_batches: int | None = None) -> DrainReport:
     """Push pending events batch by batch until none are left or the store fails.
 
-    A failure ends the pass with ``error`` set; what was already acknowledged stays acknowledged.
+    While one batch is with the store, the next is read from the buffer, so the gateway and the
+    store work at the same time. A failure ends the pass with ``error`` set; what was already
+    acknowledged stays acknowledged, and the batch read ahead simply stays pending.
     """
     report = DrainReport()
     started = time.monotonic()
-    while max_batches is None or report.batches < max_batches:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as poster:
         batch = buffer.pending(batch_size)
-        if not batch:
-            break
-        try:
-            outcome = client.push(batch)
-        except (StoreUnavailable, StoreRefused) as exc:
-            report.error = str(exc)
-            break
-        buffer.acknowledge(outcome.stored)
-        buffer.reject(outcome.rejected)
-        report.batches += 1
-        report.accepted += outcome.accepted
-        report.duplicate += outcome.duplicate
-        report.rejected += len(outcome.rejected)
-        if len(outcome.stored) + len(outcome.rejected) == 0:
-            report.error = "store answered without judging any event"
-            break
+        while batch and (max_batches is None or report.batches < max_batches):
+            sending = poster.submit(client.push, batch)
+            upcoming = buffer.pending(batch_size, after=batch[-1].seq)
+            try:
+                outcome = sending.result()
+            except (StoreUnavailable, StoreRefused) as exc:
+                report.error = str(exc)
+                break
+            _record(buffer, outcome, report)
+            judged = len(outcome.stored) + len(outcome.rejected)
+            if judged == 0:
+                report.error = "store answered without judging any event"
+                break
+            # After a 422 only the bad events were set aside: the rest of this batch goes again.
+            batch = upcoming if judged == len(batch) else buffer.pending(batch_size)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _record(buffer: BufferLike, outcome: PushOutcome, report: DrainReport) -> None:
+    buffer.acknowledge(outcome.stored)
+    buffer.reject(outcome.rejected)
+    report.batches += 1
+    report.accepted += outcome.accepted
+    report.duplicate += outcome.duplicate
+    report.rejected += len(outcome.rejected)
 
 
 class Pusher:
