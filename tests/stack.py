@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,7 @@ from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.store.app import create_app
 from ekinerja.store.db import make_engine
 from ekinerja.store.schema import upgrade
-from ekinerja.sync.contract import FeedItem, FeedPage, Punch
+from ekinerja.sync.contract import EventFactory, FeedItem, FeedPage, Punch, PunchEvent, Source, Subject, Verify
 
 
 def free_port() -> int:
@@ -98,6 +98,21 @@ def write_gateway_toml(
     path = folder / "gateway.toml"
     path.write_text(text)
     return path
+
+
+def make_events(
+    n: int, *, start: datetime = datetime(2026, 1, 5, 7, 0), first: int = 0, device: str = "pintu", users: int = 13
+) -> list[PunchEvent]:
+    """``n`` punches of gateway opd-1, one second apart from ``start`` (event ``first`` onwards)."""
+    factory = EventFactory(
+        gateway_id="opd-1", device_id=device, device_serial=f"SN-{device}", source=Source.ZK,
+        timezone="Asia/Jakarta", captured_at=datetime.now(UTC),
+    )  # fmt: skip
+    return [
+        factory.make(subject=Subject(zk_user_id=str(1000 + i % users)), verify=Verify.CARD, punch=Punch.IN,
+                     device_time=start + timedelta(seconds=i))
+        for i in range(first, first + n)
+    ]  # fmt: skip
 
 
 def device_punches(*devices: ZkDevice) -> Counter[tuple[str, str, datetime, int]]:

@@ -11,42 +11,25 @@ import pytest
 
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
 from ekinerja.gateway.buffer import Buffer, BufferUnusable
-from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
+from ekinerja.sync.contract import PunchEvent
 
-
-def events(n: int, device: str = "pintu", start: int = 0) -> list[PunchEvent]:
-    base = datetime(2026, 1, 5, 7, 0)
-    return [
-        PunchEvent.create(
-            gateway_id="opd-1",
-            device_id=device,
-            device_serial=f"SN-{device}",
-            source=Source.ZK,
-            verify=Verify.FINGERPRINT,
-            subject=Subject(zk_user_id=str(1000 + i % 7)),
-            punch=Punch.IN,
-            device_time=base + timedelta(seconds=i),
-            timezone="Asia/Jakarta",
-            captured_at=datetime.now(UTC),
-        )
-        for i in range(start, start + n)
-    ]
+from stack import make_events
 
 
 def test_append_is_idempotent_and_pending_keeps_order(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "b.sqlite3")
-    first = events(5)
+    first = make_events(5, users=7)
     assert buffer.append(first) == 5
-    assert buffer.append(first[2:] + events(2, start=5)) == 2
+    assert buffer.append(first[2:] + make_events(2, first=5, users=7)) == 2
     pending = buffer.pending(100)
-    assert [p.event_id for p in pending] == [e.event_id for e in first + events(2, start=5)]
+    assert [p.event_id for p in pending] == [e.event_id for e in first + make_events(2, first=5, users=7)]
     assert [p.event for p in pending[:5]] == first
     assert PunchEvent.model_validate_json(pending[0].event.model_dump_json()) == first[0]
 
 
 def test_only_acknowledged_events_leave(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "b.sqlite3")
-    evs = events(6)
+    evs = make_events(6, users=7)
     buffer.append(evs)
     assert buffer.acknowledge([evs[0].event_id, evs[2].event_id, "f" * 64]) == 2
     assert buffer.reject({evs[1].event_id: "future time"}) == 1
@@ -64,7 +47,7 @@ def test_cursor_and_quarantine_commit_with_the_events(tmp_path: Path) -> None:
     assert buffer.cursor("pintu") == DeviceCursor()
     bad = QuarantinedRecord("pintu", "SN-pintu", 4, b"\x01\x02", "impossible date")
     cursor = DeviceCursor("SN-pintu", 10, datetime(2026, 1, 5, 7, 9))
-    buffer.append(events(3), device_id="pintu", cursor=cursor, quarantined=[bad])
+    buffer.append(make_events(3, users=7), device_id="pintu", cursor=cursor, quarantined=[bad])
     buffer.append([], device_id="pintu", cursor=cursor, quarantined=[bad])
     buffer.close()
 
@@ -120,7 +103,7 @@ def test_many_openers_of_a_new_buffer_do_not_race(tmp_path: Path) -> None:
 
 def test_prune_removes_only_old_acknowledged_events(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "b.sqlite3")
-    evs = events(6)
+    evs = make_events(6, users=7)
     buffer.append(evs)
     buffer.acknowledge([e.event_id for e in evs[:4]])
     buffer.reject({evs[4].event_id: "future"})

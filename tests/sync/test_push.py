@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -11,30 +11,11 @@ import pytest
 from sqlalchemy import update
 
 from ekinerja.gateway.buffer import Buffer, events
-from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify
 from ekinerja.sync.push import PushClient, Pusher, drain
 
-from stack import free_port, read_whole_feed, store_server
+from stack import free_port, make_events, read_whole_feed, store_server
 
 TOKEN = "token-of-opd-1-for-tests"
-
-
-def make_events(n: int, start: datetime = datetime(2026, 1, 5, 7, 0)) -> list[PunchEvent]:
-    return [
-        PunchEvent.create(
-            gateway_id="opd-1",
-            device_id="pintu",
-            device_serial="SN1",
-            source=Source.ZK,
-            verify=Verify.CARD,
-            subject=Subject(zk_user_id=str(1000 + i % 13)),
-            punch=Punch.IN,
-            device_time=start + timedelta(seconds=i),
-            timezone="Asia/Jakarta",
-            captured_at=datetime.now(UTC),
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.fixture
