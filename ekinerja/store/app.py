@@ -127,12 +127,14 @@ _PUNCH_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def post_punches(
     request: Request, batch: Batch, state: State, gateway_id: Annotated[str, Depends(_gateway)]
-) -> BatchResult:
+) -> Response:
     """Store a batch of punches from one gateway; idempotent on each event's ``event_id``."""
     if batch.gateway_id != gateway_id:
         log.warning("refused a batch from %s: token of %s, batch of %s", _client(request), gateway_id, batch.gateway_id)
         raise HTTPException(403, f"this token belongs to gateway {gateway_id!r}, not {batch.gateway_id!r}")
-    return ingest(state.engine, batch, datetime.now(UTC))
+    result = ingest(state.engine, batch, datetime.now(UTC))
+    # Built by the store itself: serialize directly instead of letting FastAPI validate it again.
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 def get_feed(

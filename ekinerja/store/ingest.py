@@ -140,11 +140,15 @@ def _reject_reason(event: PunchEvent, row: dict[str, Any], gateway_id: str, rece
             return f"{field} {row[field].isoformat()} is before {EARLIEST.year}: is the device clock set?"
     if event.clock_skew_s is not None and not math.isfinite(event.clock_skew_s):
         return "clock_skew_s must be a finite number"
-    for column in punches.columns:
-        value = row.get(column.name)
-        if isinstance(column.type, String) and isinstance(value, str) and len(value) > (column.type.length or 0):
-            return f"{column.name} is longer than {column.type.length} characters"
+    for name, length in _TEXT_LIMITS:
+        value = row[name]
+        if value is not None and len(value) > length:
+            return f"{name} is longer than {length} characters"
     return None
+
+
+# The text columns and their lengths, read once from the table rather than for every event.
+_TEXT_LIMITS = [(column.name, column.type.length or 0) for column in punches.columns if isinstance(column.type, String)]
 
 
 def _seqs_of(connection: Connection, event_ids: list[str]) -> dict[str, int]:
