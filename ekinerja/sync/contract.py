@@ -190,8 +190,8 @@ class EventFactory:
 
     ``occurred_at`` is ``device_time`` read in ``timezone``; with ``correct_skew`` the measured
     skew (device clock minus true time) is subtracted. Every part is typed and checked here, so
-    events are copied from a template without pydantic's second validation pass: a terminal's log
-    holds a hundred thousand records. The store validates the wire form in full.
+    events are built with :func:`trusted_event`, without pydantic's second validation pass: a
+    terminal's log holds a hundred thousand records. The store validates the wire form in full.
     """
 
     def __init__(

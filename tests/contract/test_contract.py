@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 
-from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify, compute_event_id
+from ekinerja.sync.contract import (
+    Batch,
+    EventFactory,
+    Punch,
+    PunchEvent,
+    Source,
+    Subject,
+    Verify,
+    compute_event_id,
+)
 
 CAPTURED = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
 
@@ -136,3 +146,24 @@ def test_compute_event_id_drops_microseconds() -> None:
     assert compute_event_id("x", s, datetime(2026, 1, 1, 8, 0, 0, 500), Punch.IN) == compute_event_id(
         "x", s, datetime(2026, 1, 1, 8, 0, 0), Punch.IN
     )
+
+
+@pytest.mark.parametrize(
+    "local",
+    [
+        datetime(2026, 3, 29, 1, 30),
+        datetime(2026, 3, 29, 3, 30),
+        datetime(2026, 10, 25, 2, 30),
+        datetime(2026, 6, 1, 8),
+    ],
+)
+def test_factory_instants_match_zoneinfo_even_on_offset_change_days(local: datetime) -> None:
+    # Indonesia keeps one offset all year; a zone with daylight saving exercises the slow path.
+    factory = EventFactory(
+        gateway_id="opd-1", device_id="pintu", device_serial="SN1", source=Source.ZK,
+        timezone="Europe/Berlin", captured_at=CAPTURED, clock_skew_s=30.0, correct_skew=True,
+    )  # fmt: skip
+    event = factory.make(subject=Subject(zk_user_id="7"), verify=Verify.FACE, punch=Punch.OUT, device_time=local)
+    expected = local.replace(tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC) - timedelta(seconds=30)
+    assert event.occurred_at == expected and event.occurred_at.tzinfo is UTC
+    assert PunchEvent.model_validate_json(event.model_dump_json()) == event
