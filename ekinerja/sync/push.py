@@ -175,32 +175,41 @@ def _reject_invalid(batch: list[PendingLike], response: httpx.Response) -> PushO
     return out
 
 
-def drain(buffer: BufferLike, client: PushClient, batch_size: int, max_batches: int | None = None) -> DrainReport:
+def drain(buffer: BufferLike, client: PushClient, batch_size: int) -> DrainReport:
     """Push pending events batch by batch until none are left or the store fails.
 
-    While one batch is with the store, the next is read from the buffer, so the gateway and the
-    store work at the same time. A failure ends the pass with ``error`` set; what was already
-    acknowledged stays acknowledged, and the batch read ahead simply stays pending.
+    The gateway works while the store does: the next batch is read while one is with the store,
+    and a batch's answer is written to the buffer while the next is with the store. A failure
+    ends the pass with ``error`` set; every answer received is recorded, and what was read ahead
+    simply stays pending.
     """
     report = DrainReport()
     started = time.monotonic()
+    answered: PushOutcome | None = None  # received, not yet written to the buffer
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as poster:
         batch = buffer.pending(batch_size)
-        while batch and (max_batches is None or report.batches < max_batches):
+        while batch:
             sending = poster.submit(client.push, batch)
+            if answered is not None:
+                _record(buffer, answered, report)
+                answered = None
             upcoming = buffer.pending(batch_size, after=batch[-1].seq)
             try:
                 outcome = sending.result()
             except (StoreUnavailable, StoreRefused) as exc:
                 report.error = str(exc)
                 break
-            _record(buffer, outcome, report)
             judged = len(outcome.stored) + len(outcome.rejected)
             if judged == 0:
                 report.error = "store answered without judging any event"
                 break
-            # After a 422 only the bad events were set aside: the rest of this batch goes again.
-            batch = upcoming if judged == len(batch) else buffer.pending(batch_size)
+            if judged == len(batch):
+                answered, batch = outcome, upcoming
+            else:  # after a 422 only the bad events were set aside: the rest of this batch goes again
+                _record(buffer, outcome, report)
+                batch = buffer.pending(batch_size)
+    if answered is not None:
+        _record(buffer, answered, report)
     report.seconds = time.monotonic() - started
     return report
 
