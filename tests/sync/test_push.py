@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -126,3 +127,44 @@ def test_a_proxy_answering_200_with_html_is_a_store_outage(tmp_path: Path, buffe
     assert report is not None and report.error and "answered 200 without a batch result" in report.error
     assert pusher.backoff.failures == 1
     assert len(buffer.pending(10)) == 4
+
+
+def test_outage_mid_drain_keeps_every_answer_received(tmp_path: Path, buffer: Buffer) -> None:
+    # A load balancer in front of the store that starts answering 503 after the first batch.
+    evs = make_events(2500)
+    buffer.append(evs)
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        forwarded = []
+
+        class Balancer(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if forwarded:
+                    status, content = 503, b'{"detail":"no upstream"}'
+                else:
+                    answer = httpx.post(url + self.path, content=body, headers=dict(self.headers), timeout=30)
+                    forwarded.append(answer.status_code)
+                    status, content = answer.status_code, answer.content
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Balancer)
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            report = drain(buffer, PushClient(f"http://127.0.0.1:{server.server_port}", TOKEN, "opd-1"), 1000)
+        finally:
+            server.shutdown()
+            thread.join()
+        stored = read_whole_feed(url)
+    assert forwarded == [200]
+    assert report.error is not None and "503" in report.error
+    assert (report.batches, report.accepted) == (1, 1000)
+    assert [i.event.event_id for i in stored] == [e.event_id for e in evs[:1000]]
+    assert [p.event_id for p in buffer.pending(5000)] == [e.event_id for e in evs[1000:]]
