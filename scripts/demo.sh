@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
+if ! "$python" -c "import ensurepip, venv" 2>/dev/null; then
+  echo "Python's venv module is missing: install it (Debian/Ubuntu: sudo apt-get install python3-venv) and run again." >&2
+  exit 1
+fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 exec .venv/bin/ekinerja demo "$@"
