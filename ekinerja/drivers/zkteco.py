@@ -47,9 +47,6 @@ _VERIFY = {
 }
 
 
-_PUNCHES = [Punch.from_zk(code) for code in range(6)]
-
-
 def _last_record_sha(body: bytes, count: int, upto: int | None = None) -> str | None:
     """SHA-256 of the raw bytes of record ``upto - 1`` (default: the last record)."""
     size = record_size(body, count)
@@ -276,7 +273,7 @@ class ZkDriver:
                 factory.make(
                     subject=subject,
                     verify=_VERIFY.get(rec.verify_code, Verify.UNKNOWN),
-                    punch=_PUNCHES[rec.punch_code] if rec.punch_code < len(_PUNCHES) else Punch.UNKNOWN,
+                    punch=Punch.from_zk(rec.punch_code),
                     device_time=rec.device_time,
                 )
             )

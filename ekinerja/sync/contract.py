@@ -53,8 +53,11 @@ class Punch(StrEnum):
     @classmethod
     def from_zk(cls, code: int) -> Punch:
         """Map a ZK punch state (0..5) to a Punch; anything else is UNKNOWN."""
-        order = [cls.IN, cls.OUT, cls.BREAK_OUT, cls.BREAK_IN, cls.OT_IN, cls.OT_OUT]
-        return order[code] if 0 <= code < len(order) else cls.UNKNOWN
+        return _ZK_PUNCHES[code] if 0 <= code < len(_ZK_PUNCHES) else cls.UNKNOWN
+
+
+# ZK punch states in the terminal's numbering; built once, as drivers map every record.
+_ZK_PUNCHES = (Punch.IN, Punch.OUT, Punch.BREAK_OUT, Punch.BREAK_IN, Punch.OT_IN, Punch.OT_OUT)
 
 
 @functools.lru_cache(maxsize=64)

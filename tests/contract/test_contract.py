@@ -167,3 +167,12 @@ def test_factory_instants_match_zoneinfo_even_on_offset_change_days(local: datet
     expected = local.replace(tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC) - timedelta(seconds=30)
     assert event.occurred_at == expected and event.occurred_at.tzinfo is UTC
     assert PunchEvent.model_validate_json(event.model_dump_json()) == event
+
+
+@pytest.mark.parametrize(
+    ("code", "punch"),
+    [(0, Punch.IN), (1, Punch.OUT), (2, Punch.BREAK_OUT), (3, Punch.BREAK_IN), (4, Punch.OT_IN), (5, Punch.OT_OUT),
+     (6, Punch.UNKNOWN), (255, Punch.UNKNOWN), (-1, Punch.UNKNOWN)],
+)  # fmt: skip
+def test_zk_punch_states(code: int, punch: Punch) -> None:
+    assert Punch.from_zk(code) is punch
