@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,7 +109,7 @@ class PushClient:
         """Close the connection pool."""
         self._client.close()
 
-    def push(self, batch: list[PendingLike]) -> PushOutcome:
+    def push(self, batch: Sequence[PendingLike]) -> PushOutcome:
         """Send one batch; raises StoreUnavailable or StoreRefused when the store did not judge it."""
         sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         events = _EVENT_LIST.dump_json([p.event for p in batch], warnings=False).decode()
@@ -157,7 +158,7 @@ def _outcome(result: BatchResult, sent: set[str]) -> PushOutcome:
     return out
 
 
-def _reject_invalid(batch: list[PendingLike], response: httpx.Response) -> PushOutcome:
+def _reject_invalid(batch: Sequence[PendingLike], response: httpx.Response) -> PushOutcome:
     """A 422 names the bad events by position: set those aside so one bad event cannot block the queue."""
     try:
         errors = response.json().get("detail", [])

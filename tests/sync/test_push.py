@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -99,70 +101,70 @@ def test_rejected_and_malformed_events_are_set_aside_not_retried(tmp_path: Path,
     assert {p.event_id for p in buffer.pending(10)} == {future[0].event_id, broken}
 
 
-def test_a_proxy_answering_200_with_html_is_a_store_outage(tmp_path: Path, buffer: Buffer) -> None:
-    # A captive portal or misconfigured proxy in front of the store: a real HTTP server on loopback.
-    class Portal(BaseHTTPRequestHandler):
+Answer = tuple[int, str, bytes]  # status, content type, body
+
+
+@contextmanager
+def front_server(answer: Callable[[str, bytes, dict[str, str]], Answer]) -> Iterator[str]:
+    """A real HTTP server on loopback standing in front of the store (a proxy, a balancer).
+
+    ``answer(path, body, headers)`` decides each POST's reply; yields the server's base URL.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = b"<html>Silakan login ke jaringan Wi-Fi kantor</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status, content_type, content = answer(self.path, body, dict(self.headers))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(content)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(content)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    buffer.append(make_events(4))
-    server = HTTPServer(("127.0.0.1", 0), Portal)
+    server = HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
-        pusher = Pusher(buffer, PushClient(f"http://127.0.0.1:{server.server_port}", TOKEN, "opd-1"), 10, 60)
-        report = pusher.run_once()
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_a_proxy_answering_200_with_html_is_a_store_outage(buffer: Buffer) -> None:
+    # A captive portal in front of the store answers every request with its login page.
+    def portal(_path: str, _body: bytes, _headers: dict[str, str]) -> Answer:
+        return 200, "text/html", b"<html>Silakan login ke jaringan Wi-Fi kantor</html>"
+
+    buffer.append(make_events(4))
+    with front_server(portal) as url:
+        pusher = Pusher(buffer, PushClient(url, TOKEN, "opd-1"), 10, 60)
+        report = pusher.run_once()
     assert report is not None and report.error and "answered 200 without a batch result" in report.error
     assert pusher.backoff.failures == 1
     assert len(buffer.pending(10)) == 4
 
 
 def test_outage_mid_drain_keeps_every_answer_received(tmp_path: Path, buffer: Buffer) -> None:
-    # A load balancer in front of the store that starts answering 503 after the first batch.
     evs = make_events(2500)
     buffer.append(evs)
-    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
-        forwarded = []
+    with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as store_url:
+        forwarded: list[int] = []
 
-        class Balancer(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if forwarded:
-                    status, content = 503, b'{"detail":"no upstream"}'
-                else:
-                    answer = httpx.post(url + self.path, content=body, headers=dict(self.headers), timeout=30)
-                    forwarded.append(answer.status_code)
-                    status, content = answer.status_code, answer.content
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+        # A load balancer that passes the first batch to the store, then answers 503.
+        def balancer(path: str, body: bytes, headers: dict[str, str]) -> Answer:
+            if forwarded:
+                return 503, "application/json", b'{"detail":"no upstream"}'
+            reply = httpx.post(store_url + path, content=body, headers=headers, timeout=30)
+            forwarded.append(reply.status_code)
+            return reply.status_code, "application/json", reply.content
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = HTTPServer(("127.0.0.1", 0), Balancer)
-        thread = threading.Thread(target=server.serve_forever)
-        thread.start()
-        try:
-            report = drain(buffer, PushClient(f"http://127.0.0.1:{server.server_port}", TOKEN, "opd-1"), 1000)
-        finally:
-            server.shutdown()
-            thread.join()
-        stored = read_whole_feed(url)
+        with front_server(balancer) as url:
+            report = drain(buffer, PushClient(url, TOKEN, "opd-1"), 1000)
+        stored = read_whole_feed(store_url)
     assert forwarded == [200]
     assert report.error is not None and "503" in report.error
     assert (report.batches, report.accepted) == (1, 1000)
