@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from typing import Any, NamedTuple
 
 ATTENDANCE_FORMATS = {
     8: struct.Struct("<HBIB"),  # uid, verify, time, punch
@@ -25,16 +25,21 @@ _U32 = struct.Struct("<I")
 _EPOCH_YEAR = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class AttendanceRecord:
-    """One attendance record as the terminal stored it."""
+class AttendanceRecord(NamedTuple):
+    """One attendance record as the terminal stored it; its time as a date and a second of that day."""
 
-    index: int
+    position: int  # in the log, from 0
     user_id: str
     uid: int
-    device_time: datetime
+    day: date
+    second: int
     verify_code: int
     punch_code: int
+
+    @property
+    def device_time(self) -> datetime:
+        """The device's wall-clock time of the punch."""
+        return datetime.combine(self.day, time.min) + timedelta(seconds=self.second)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +72,22 @@ def decode_time(value: int) -> datetime:
     return datetime(year + _EPOCH_YEAR, month + 1, day + 1, hour, minute, second)
 
 
-class _TimeDecoder:
-    """decode_time with a per-day cache: a log holds many punches per day, so the date maths runs once a day."""
+class _DayDecoder:
+    """The date of ZK's packed day number, worked out once per day: a log holds many punches a day."""
 
     def __init__(self) -> None:
-        self._days: dict[int, datetime] = {}
+        self.known: dict[int, date | str] = {}
 
-    def __call__(self, value: int) -> datetime:
-        day_index, second_of_day = divmod(value, 86400)
-        try:
-            base = self._days[day_index]
-        except KeyError:
-            base = self._days[day_index] = decode_time(day_index * 86400)
-        return base + timedelta(seconds=second_of_day)
+    def __call__(self, day_number: int) -> date | str:
+        """The date, or why it is impossible."""
+        day = self.known.get(day_number)
+        if day is None:
+            try:
+                day = decode_time(day_number * 86400).date()
+            except ValueError as exc:
+                day = f"impossible date: {exc}"
+            self.known[day_number] = day
+        return day
 
 
 def _text(raw: bytes, encoding: str) -> str:
@@ -161,38 +169,47 @@ def parse_attendance(
 
 
 class _RecordReader:
-    """Turns the unpacked fields of one record into an AttendanceRecord, or the reason it is bad."""
+    """Turns the unpacked fields of one record into an AttendanceRecord, or the reason it is bad.
+
+    A log repeats a few hundred users over a few hundred days: each user id and each day is
+    decoded and checked once.
+    """
 
     def __init__(self, size: int, uid_to_user: dict[int, str], encoding: str) -> None:
         self.size = size
         self.uid_to_user = uid_to_user
         self.encoding = encoding
-        self.decode = _TimeDecoder()
-        self.names: dict[bytes, str | None] = {}  # a log repeats a few hundred user ids: decode each once
+        self.decode_day = _DayDecoder()
+        self.user_ids: dict[Any, str] = {}  # by uid (8 and 16 bytes) or raw user id (40 bytes)
+        self.unreadable: dict[Any, str] = {}
 
     def read(self, index: int, fields: tuple[Any, ...]) -> AttendanceRecord | str:
-        user_id: str | None
-        if self.size == 8:
-            uid, verify, time_value, punch = fields
-            user_id = self.uid_to_user.get(uid) or str(uid)
+        if self.size == 40:
+            uid, user_key, verify, time_value, punch, _res = fields
         elif self.size == 16:
             uid, time_value, verify, punch, _res, _work = fields
-            user_id = str(uid)
+            user_key = uid
         else:
-            uid, user_raw, verify, time_value, punch, _res = fields
-            user_id = self._name(user_raw)
-        try:
-            when = self.decode(time_value)
-        except ValueError as exc:
-            return f"impossible date: {exc}"
-        if user_id is None or not _plausible_user_id(user_id):
-            return f"unreadable user id {_text(bytes(fields[1]), self.encoding) if self.size == 40 else user_id!r}"
-        return AttendanceRecord(index, user_id, uid, when, verify, punch)
+            uid, verify, time_value, punch = fields
+            user_key = uid
+        day_number, second = divmod(time_value, 86400)
+        day = self.decode_day.known.get(day_number) or self.decode_day(day_number)
+        if isinstance(day, str):
+            return day
+        user_id = self.user_ids.get(user_key) or self._user_id(user_key)
+        if user_id is None:
+            return self.unreadable[user_key]
+        return AttendanceRecord(index, user_id, uid, day, second, verify, punch)
 
-    def _name(self, raw: bytes) -> str | None:
-        try:
-            return self.names[raw]
-        except KeyError:
-            text = _text(raw, self.encoding)
-            name = self.names[raw] = text if _plausible_user_id(text) else None
-            return name
+    def _user_id(self, user_key: Any) -> str | None:
+        if self.size == 40:
+            user_id = _text(user_key, self.encoding)
+        elif self.size == 8:
+            user_id = self.uid_to_user.get(user_key) or str(user_key)
+        else:
+            user_id = str(user_key)
+        if not _plausible_user_id(user_id):
+            self.unreadable[user_key] = f"unreadable user id {user_id!r}"
+            return None
+        self.user_ids[user_key] = user_id
+        return user_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,13 +38,21 @@ log = logging.getLogger("ekinerja.drivers.zk")
 
 # ZK verify codes as terminals report them; firmware differs, so anything else is "unknown".
 _VERIFY = {
-    0: Verify.PASSWORD,
-    1: Verify.FINGERPRINT,
-    2: Verify.CARD,
-    3: Verify.PASSWORD,
-    4: Verify.CARD,
-    15: Verify.FACE,
+    0: Verify.PASSWORD.value,
+    1: Verify.FINGERPRINT.value,
+    2: Verify.CARD.value,
+    3: Verify.PASSWORD.value,
+    4: Verify.CARD.value,
+    15: Verify.FACE.value,
 }
+_PUNCH = {code: Punch.from_zk(code).value for code in range(6)}
+
+
+def _subject_key(user_id: str) -> str | None:
+    try:
+        return Subject(zk_user_id=user_id).key()
+    except ValidationError:
+        return None
 
 
 def _last_record_sha(body: bytes, count: int, upto: int | None = None) -> str | None:
@@ -121,7 +129,7 @@ class PullResult:
     info: DeviceInfo
     cursor: DeviceCursor
     downloaded: bool
-    events: list[PunchEvent] = field(default_factory=list)
+    events: Sequence[PunchEvent] = ()
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
 
 
@@ -259,24 +267,26 @@ class ZkDriver:
             clock_skew_s=info.clock_skew_s,
             correct_skew=s.correct_skew,
         )
-        subjects: dict[str, Subject] = {}
+        read = factory.new_read()
+        rows, wall_times = read.rows, factory.wall_times
+        subjects: dict[str, str | None] = {}  # user id -> subject key, None when it cannot be one
         for rec in records:
-            subject = subjects.get(rec.user_id)
+            subject = subjects.get(rec.user_id, "")
+            if subject == "":
+                subject = subjects[rec.user_id] = _subject_key(rec.user_id)
             if subject is None:
-                try:
-                    subject = subjects[rec.user_id] = Subject(zk_user_id=rec.user_id)
-                except ValidationError:
-                    bad = BadRecord(rec.index, b"", f"user id {rec.user_id!r} is not a valid subject")
-                    result.quarantined.append(self._quarantine(info, bad))
-                    continue
-            result.events.append(
-                factory.make(
-                    subject=subject,
-                    verify=_VERIFY.get(rec.verify_code, Verify.UNKNOWN),
-                    punch=Punch.from_zk(rec.punch_code),
-                    device_time=rec.device_time,
+                bad = BadRecord(rec.position, b"", f"user id {rec.user_id!r} is not a valid subject")
+                result.quarantined.append(self._quarantine(info, bad))
+                continue
+            rows.append(
+                (
+                    subject,
+                    _VERIFY.get(rec.verify_code, "unknown"),
+                    _PUNCH.get(rec.punch_code, "unknown"),
+                    *wall_times(rec.day, rec.second),
                 )
             )
+        result.events = read
 
     def _quarantine(self, info: DeviceInfo, bad: BadRecord) -> QuarantinedRecord:
         log.warning(

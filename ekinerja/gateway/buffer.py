@@ -1,18 +1,24 @@
 """The gateway's durable punch buffer: SQLite in WAL mode with synchronous commits.
 
 A punch is committed here before anything else happens to it, and leaves the pending state only
-when the store has acknowledged it. Appending is idempotent on ``event_id``, so re-reading a
-device log, or a crash between a read and a push, never doubles a punch. A device's cursor is
-written in the same transaction as the events it covers, so a crash cannot move one without the
-other.
+when the store has acknowledged it. Appending is idempotent on the punch itself (device, subject,
+device time, punch: what the event id hashes), so re-reading a device log, or a crash between a
+read and a push, never doubles a punch. A device's cursor is written in the same transaction as
+the events it covers, so a crash cannot move one without the other.
+
+Layout: a ``reads`` row holds what the punches of one device read share (device, zone, skew,
+capture time); an ``events`` row holds one punch as text and its status. Event ids are derived
+from the row when it is read back, so they cannot disagree with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +37,11 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
-    delete,
     event,
     func,
+    insert,
     select,
-    update,
+    text,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -44,43 +50,63 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from ekinerja.bulk import gc_paused
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
 from ekinerja.errors import OperatorError
-from ekinerja.sync.contract import Punch, PunchEvent, Source, Subject, Verify, trusted_event
+from ekinerja.sync.contract import DeviceRead, EventOrigin, PunchEvent, Source, event_id_of
 
 log = logging.getLogger("ekinerja.gateway.buffer")
 
 PENDING, ACKED, REJECTED = "pending", "acked", "rejected"
+LAYOUT_VERSION = 2
+"""``PRAGMA user_version`` of a buffer in this layout."""
 
 metadata = MetaData()
 
-events = Table(
-    "events",
+device_keys = Table(
+    "device_keys",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False, unique=True),
+    Column("id", Integer, primary_key=True),
+    Column("device_key", String(140), nullable=False, unique=True),
+)
+
+reads = Table(
+    "reads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_key_id", Integer, nullable=False),
     Column("gateway_id", String(64), nullable=False),
     Column("device_id", String(64), nullable=False),
     Column("device_serial", String(64)),
     Column("source", String(8), nullable=False),
-    Column("verify", String(16), nullable=False),
-    Column("subject_kind", String(16), nullable=False),
-    Column("subject_value", String(32), nullable=False),
-    Column("punch", String(16), nullable=False),
-    Column("device_time", DateTime, nullable=False),
     Column("timezone", String(64), nullable=False),
-    Column("occurred_at", DateTime, nullable=False),
     Column("clock_skew_s", Float),
-    Column("captured_at", DateTime, nullable=False),
-    Column("status", String(16), nullable=False, default=PENDING),
-    Column("status_at", DateTime),
+    Column("captured_at", String(40), nullable=False),  # ISO with +00:00
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("read_id", Integer, nullable=False),
+    Column("device_key_id", Integer, nullable=False),
+    Column("subject", String(40), nullable=False),  # Subject.key(): zk:1001, card:04A1B2C3
+    Column("verify", String(16), nullable=False),
+    Column("punch", String(16), nullable=False),
+    Column("device_time", String(19), nullable=False),  # ISO, naive, to the second
+    Column("occurred_at", String(40), nullable=False),  # ISO with +00:00
+    Column("status", String(16), nullable=False, server_default=PENDING),
+    Column("status_at", String(32)),  # naive UTC, ISO with a space
     Column("reason", Text),
-    Index("ix_events_status_seq", "status", "seq"),
+    # The punch itself, as the event id hashes it; appended in device order, so cheap to keep.
+    Index("ux_events_punch", "device_key_id", "device_time", "subject", "punch", unique=True),
+    Index("ix_events_pending", "seq", sqlite_where=text(f"status = '{PENDING}'")),
 )
-_EVENT_COLUMNS = [c.name for c in events.columns if c.name not in ("seq", "status", "status_at", "reason")]
-# Appends bypass SQLAlchemy's per-row parameter processing: a first pull can bring 100,000 punches.
+_ROW_COLUMNS = "seq, read_id, subject, verify, punch, device_time, occurred_at"
+# Appends bind the driver's rows as they are: a first pull can bring 100,000 punches.
 _INSERT_EVENTS = (
-    f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)}, status) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}, '{PENDING}')"
+    "INSERT OR IGNORE INTO events (read_id, device_key_id, subject, verify, punch, device_time, occurred_at) "
+    "VALUES ({read_id:d}, {key_id:d}, ?, ?, ?, ?, ?)"
 )
+_PENDING_ROWS = f"SELECT {_ROW_COLUMNS} FROM events WHERE status = '{PENDING}' AND seq > ? ORDER BY seq LIMIT ?"
+_SET_STATUS = f"UPDATE events SET status = ?, status_at = ?, reason = ? WHERE seq = ? AND status = '{PENDING}'"
 
 cursors = Table(
     "cursors",
@@ -107,12 +133,9 @@ quarantine = Table(
 )
 
 
-_SET_STATUS = f"UPDATE events SET status = ?, status_at = ?, reason = ? WHERE event_id = ? AND status = '{PENDING}'"
-
-
 @dataclass(frozen=True)
 class PendingEvent:
-    """An event waiting for the store."""
+    """An event waiting for the store, with its position in the buffer."""
 
     seq: int
     event: PunchEvent
@@ -121,6 +144,16 @@ class PendingEvent:
     def event_id(self) -> str:
         """The event's id."""
         return self.event.event_id
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """An event the store refused, kept for an operator."""
+
+    seq: int
+    event_id: str
+    device_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -139,56 +172,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _event_rows(batch: Sequence[PunchEvent]) -> list[tuple[Any, ...]]:
-    # ISO text, which SQLAlchemy's SQLite DateTime reads back with fromisoformat; instants keep
-    # their +00:00. Bound as plain strings because formatting through the column type costs
-    # more than the insert itself on a 100,000-record first pull.
-    rows = []
-    for e in batch:
-        subject = e.subject
-        kind, value = ("card_uid", subject.card_uid) if subject.card_uid else ("zk_user_id", subject.zk_user_id)
-        rows.append(
-            (
-                e.event_id, e.gateway_id, e.device_id, e.device_serial, e.source, e.verify, kind, value, e.punch,
-                e.device_time.isoformat(), e.timezone, e.occurred_at.isoformat(), e.clock_skew_s,
-                e.captured_at.isoformat(),
-            )
-        )  # fmt: skip
-    return rows
-
-
-class _EventReader:
-    """Rebuilds buffered events; they were checked when they were made, so not validated again."""
-
-    def __init__(self) -> None:
-        self._subjects: dict[tuple[str, str], Subject] = {}
-
-    def __call__(self, row: Any) -> PunchEvent:
-        key = (row.subject_kind, row.subject_value)
-        subject = self._subjects.get(key)
-        if subject is None:
-            subject = self._subjects[key] = Subject.model_construct(**{row.subject_kind: row.subject_value})
-        return trusted_event(
-            {
-                "event_id": row.event_id,
-                "gateway_id": row.gateway_id,
-                "device_id": row.device_id,
-                "device_serial": row.device_serial,
-                "source": Source(row.source),
-                "verify": Verify(row.verify),
-                "subject": subject,
-                "punch": Punch(row.punch),
-                "device_time": row.device_time,
-                "timezone": row.timezone,
-                "occurred_at": _as_utc(row.occurred_at),
-                "clock_skew_s": row.clock_skew_s,
-                "captured_at": _as_utc(row.captured_at),
-            }
-        )
+def _status_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
 
 def _fingerprint(record: QuarantinedRecord) -> str:
@@ -215,8 +200,13 @@ class Buffer:
         event.listen(self.engine, "connect", _sqlite_pragmas)
         # SQLite allows one writer; serializing writers here avoids "database is locked" retries.
         self._write_lock = threading.Lock()
+        self._key_ids: dict[str, int] = {}
+        self._reads: dict[int, DeviceRead] = {}  # reads never change: cached for reading events back
         try:
             self._create_tables()
+        except BufferUnusable:
+            self.engine.dispose()
+            raise
         except DBAPIError as exc:
             self.engine.dispose()
             raise BufferUnusable(
@@ -228,10 +218,19 @@ class Buffer:
         # IF NOT EXISTS, statement by statement: `gateway backlog` may open the file while the
         # service creates it, and create_all's check-then-create would race.
         with self.engine.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+            columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(events)")}
+            if version > LAYOUT_VERSION or (columns and "read_id" not in columns):
+                raise BufferUnusable(
+                    f"the punch buffer {self.path} was written by another version of the gateway (layout "
+                    f"{version}, this one reads {LAYOUT_VERSION}). Run that version until `ekinerja gateway "
+                    "backlog` shows nothing pending, then move the file aside"
+                )
             for table in metadata.sorted_tables:
                 conn.execute(CreateTable(table, if_not_exists=True))
                 for index in table.indexes:
                     conn.execute(CreateIndex(index, if_not_exists=True))
+            conn.exec_driver_sql(f"PRAGMA user_version = {LAYOUT_VERSION}")
 
     def close(self) -> None:
         """Release the database file."""
@@ -245,11 +244,15 @@ class Buffer:
         cursor: DeviceCursor | None = None,
         quarantined: Iterable[QuarantinedRecord] = (),
     ) -> int:
-        """Durably add events (ignoring ids already present), quarantined records and the cursor
-        that covers them, in one transaction. Returns how many events were new."""
+        """Durably add events (ignoring punches already present), quarantined records and the
+        cursor that covers them, in one transaction. Returns how many events were new.
+
+        A :class:`DeviceRead` (what a driver's pull returns) is stored as it is; loose events are
+        grouped into reads first.
+        """
         now = _utcnow()
         with gc_paused():
-            rows = _event_rows(new_events)
+            batches = [new_events] if isinstance(new_events, DeviceRead) else DeviceRead.group(new_events)
         bad = [
             {
                 "fingerprint": _fingerprint(q),
@@ -263,14 +266,30 @@ class Buffer:
             for q in quarantined
         ]
         with self._write_lock, self.engine.begin() as conn:
-            added = 0
-            if rows:
-                added = conn.exec_driver_sql(_INSERT_EVENTS, rows).rowcount
+            added = sum(self._insert_read(conn, read) for read in batches if len(read))
             if bad:
                 conn.execute(sqlite_insert(quarantine).on_conflict_do_nothing(), bad)
             if cursor is not None and device_id is not None:
                 self._save_cursor(conn, device_id, cursor, now)
-        return max(added, 0)
+        return added
+
+    def _insert_read(self, conn: Any, read: DeviceRead) -> int:
+        origin = read.origin
+        key_id = self._key_id(conn, origin.device_key)
+        values = origin._asdict() | {"captured_at": origin.captured_at.isoformat(), "source": origin.source.value}
+        read_id = conn.execute(insert(reads).values(device_key_id=key_id, **values)).inserted_primary_key[0]
+        added = conn.exec_driver_sql(_INSERT_EVENTS.format(read_id=read_id, key_id=key_id), read.rows).rowcount
+        if added <= 0:  # every punch was there already: keep no empty read
+            conn.execute(reads.delete().where(reads.c.id == read_id))
+        return max(int(added), 0)
+
+    def _key_id(self, conn: Any, key: str) -> int:
+        key_id = self._key_ids.get(key)
+        if key_id is None:
+            conn.execute(sqlite_insert(device_keys).values(device_key=key).on_conflict_do_nothing())
+            key_id = conn.execute(select(device_keys.c.id).where(device_keys.c.device_key == key)).scalar_one()
+            self._key_ids[key] = key_id
+        return key_id
 
     @staticmethod
     def _save_cursor(conn: Any, device_id: str, cursor: DeviceCursor, now: datetime) -> None:
@@ -293,81 +312,116 @@ class Buffer:
         return DeviceCursor(row.serial, row.record_count, row.last_device_time, row.last_record_sha)
 
     def pending(self, limit: int, after: int = 0) -> list[PendingEvent]:
-        """The oldest events not yet acknowledged, in the order they were buffered (from ``seq > after``)."""
-        query = (
-            select(events).where(events.c.status == PENDING, events.c.seq > after).order_by(events.c.seq).limit(limit)
-        )
-        read = _EventReader()
+        """The oldest events not yet acknowledged, in the order they were buffered (from ``seq > after``).
+
+        A row damaged on disk, which cannot even be read back as an event, is set aside as
+        rejected with the reason, so that it cannot block the queue.
+        """
+        out: list[PendingEvent] = []
+        damaged: dict[int, str] = {}
         with self.engine.connect() as conn, gc_paused():
-            return [PendingEvent(row.seq, read(row)) for row in conn.execute(query)]
+            rows = conn.exec_driver_sql(_PENDING_ROWS, (after, limit)).all()
+            self._load_reads(conn, {row[1] for row in rows})
+            for seq, read_id, *punch in rows:
+                try:
+                    out.append(PendingEvent(seq, self._reads[read_id].event(tuple(punch))))
+                except (KeyError, ValueError, TypeError) as exc:
+                    damaged[seq] = f"damaged in the gateway's buffer ({type(exc).__name__}: {exc})"
+        if damaged:
+            log.error(
+                "%d buffered event(s) are damaged on disk and cannot be sent; set aside as rejected", len(damaged)
+            )
+            self._set_status(REJECTED, damaged)
+        return out
 
-    def acknowledge(self, event_ids: Iterable[str]) -> int:
-        """Mark events as stored by the store (accepted or already there)."""
-        return self._set_status(ACKED, {i: None for i in event_ids})
+    def _load_reads(self, conn: Any, read_ids: set[int]) -> None:
+        missing = read_ids - self._reads.keys()
+        if not missing:
+            return
+        if len(self._reads) > 10_000:
+            self._reads.clear()
+        for r in conn.execute(select(reads).where(reads.c.id.in_(missing))):
+            captured = datetime.fromisoformat(r.captured_at)
+            origin = EventOrigin(
+                r.gateway_id, r.device_id, r.device_serial, Source(r.source), r.timezone, r.clock_skew_s, captured
+            )
+            self._reads[r.id] = DeviceRead(origin)
 
-    def reject(self, reasons: dict[str, str]) -> int:
-        """Mark events the store refused; they are kept, with the reason, for an operator."""
-        for event_id, reason in reasons.items():
-            log.error("store rejected event %s: %s; kept in the buffer as rejected", event_id, reason)
+    def acknowledge(self, seqs: Iterable[int]) -> int:
+        """Mark events (by ``seq``) as stored by the store (accepted or already there)."""
+        return self._set_status(ACKED, dict.fromkeys(seqs))
+
+    def reject(self, reasons: dict[int, str]) -> int:
+        """Mark events (by ``seq``) the store refused; they are kept, with the reason, for an operator."""
         return self._set_status(REJECTED, dict(reasons))
 
-    def rejected(self, limit: int = 20) -> list[tuple[str, str, str]]:
-        """The most recently rejected events: (event_id, device_id, reason)."""
+    def rejected(self, limit: int = 20) -> list[RejectedEvent]:
+        """The most recently rejected events."""
         query = (
-            select(events.c.event_id, events.c.device_id, events.c.reason)
+            select(events, reads.c.device_id, device_keys.c.device_key)
+            .join(reads, reads.c.id == events.c.read_id)
+            .join(device_keys, device_keys.c.id == events.c.device_key_id)
             .where(events.c.status == REJECTED)
             .order_by(events.c.seq.desc())
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [(r.event_id, r.device_id, r.reason or "") for r in conn.execute(query)]
+            return [
+                RejectedEvent(
+                    r.seq, event_id_of(r.device_key, r.subject, r.device_time, r.punch), r.device_id, r.reason or ""
+                )
+                for r in conn.execute(query)
+            ]
 
     def requeue_rejected(self) -> int:
         """Make every rejected event pending again, once its cause (a device clock, a version) is fixed."""
         stmt = (
-            update(events).where(events.c.status == REJECTED).values(status=PENDING, status_at=_utcnow(), reason=None)
+            events.update()
+            .where(events.c.status == REJECTED)
+            .values(status=PENDING, status_at=_status_time(datetime.now(UTC)), reason=None)
         )
         with self._write_lock, self.engine.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
-    def _set_status(self, status: str, reasons: dict[str, str | None]) -> int:
+    def _set_status(self, status: str, reasons: Mapping[int, str | None]) -> int:
         if not reasons:
             return 0
-        now = _utcnow().isoformat(" ")
-        params = [(status, now, why, event_id) for event_id, why in reasons.items()]
+        now = _status_time(datetime.now(UTC))
+        params = [(status, now, why, seq) for seq, why in reasons.items()]
         with self._write_lock, self.engine.begin() as conn:
             return int(conn.exec_driver_sql(_SET_STATUS, params).rowcount)
 
     def prune_acknowledged(self, older_than: datetime) -> int:
-        """Delete events the store acknowledged before ``older_than`` (UTC); returns how many.
+        """Delete events the store acknowledged before ``older_than``; returns how many.
 
         Safe at any age: a pruned punch read again from a terminal is sent again and the store,
         which already has it, answers duplicate.
         """
-        cutoff = older_than.astimezone(UTC).replace(tzinfo=None)
-        stmt = delete(events).where(events.c.status == ACKED, events.c.status_at < cutoff)
+        stmt = events.delete().where(events.c.status == ACKED, events.c.status_at < _status_time(older_than))
         with self._write_lock, self.engine.begin() as conn:
-            return int(conn.execute(stmt).rowcount)
+            pruned = int(conn.execute(stmt).rowcount)
+            conn.execute(reads.delete().where(reads.c.id.not_in(select(events.c.read_id).distinct())))
+        return pruned
 
     def backlog(self) -> Backlog:
         """Counts for the operator: pending per device, oldest pending, rejected, quarantined."""
+        pending = (
+            select(reads.c.device_id, func.count(), func.min(reads.c.captured_at))
+            .join(reads, reads.c.id == events.c.read_id)
+            .where(events.c.status == PENDING)
+            .group_by(reads.c.device_id)
+        )
         with self.engine.connect() as conn:
             by_status: dict[str, int] = dict(
                 conn.execute(select(events.c.status, func.count()).group_by(events.c.status)).all()
             )
-            by_device: dict[str, int] = dict(
-                conn.execute(
-                    select(events.c.device_id, func.count())
-                    .where(events.c.status == PENDING)
-                    .group_by(events.c.device_id)
-                ).all()
-            )
-            oldest = conn.execute(select(func.min(events.c.captured_at)).where(events.c.status == PENDING)).scalar()
+            by_device = conn.execute(pending).all()
             quarantined = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+        oldest = min((row[2] for row in by_device), default=None)
         return Backlog(
             pending=int(by_status.get(PENDING, 0)),
-            oldest_pending_captured_at=oldest.replace(tzinfo=UTC) if oldest else None,
-            pending_by_device={str(k): int(v) for k, v in by_device.items()},
+            oldest_pending_captured_at=datetime.fromisoformat(oldest) if oldest else None,
+            pending_by_device={str(row[0]): int(row[1]) for row in by_device},
             rejected=int(by_status.get(REJECTED, 0)),
             acked=int(by_status.get(ACKED, 0)),
             quarantined=int(quarantined),
@@ -382,10 +436,24 @@ class Buffer:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    _enable_wal(cur)
     # FULL: in WAL mode NORMAL may lose the last commits on power loss; a punch must survive that.
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    # A first pull inserts 100,000 rows into a random-keyed index; a larger page cache spares re-reads.
+    # A first pull inserts 100,000 rows; a larger page cache spares re-reads of the index pages.
     cur.execute("PRAGMA cache_size=-32768")
     cur.close()
+
+
+def _enable_wal(cur: Any, attempts: int = 100) -> None:
+    # Switching a new file to WAL needs it alone for a moment, and SQLite answers "locked" at once
+    # instead of waiting when another process opens it at the same time (`gateway backlog` while
+    # `gateway run` starts).
+    for attempt in range(attempts):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)

@@ -169,9 +169,9 @@ def _backlog(args: argparse.Namespace) -> int:
         *[f"  {device}: {count}" for device, count in sorted(backlog.pending_by_device.items())],
         f"acknowledged by the store: {backlog.acked}",
         f"rejected by the store: {backlog.rejected}",
-        *[f"  {device} {event_id[:12]}: {reason}" for event_id, device, reason in rejected],
+        *[f"  {r.device_id} {r.event_id[:12]}: {r.reason}" for r in rejected],
         f"quarantined records: {backlog.quarantined}",
     ]
-    data = {**backlog.__dict__, "requeued": requeued, "recent_rejections": rejected}
+    data = {**backlog.__dict__, "requeued": requeued, "recent_rejections": [r.__dict__ for r in rejected]}
     _print(args, data, lines)
     return EXIT_OK

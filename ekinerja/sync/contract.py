@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -112,6 +113,11 @@ class Subject(_Model):
         return f"zk:{self.zk_user_id}" if self.zk_user_id is not None else f"card:{self.card_uid}"
 
 
+def event_id_of(device_key: str, subject_key: str, device_time: str, punch: str) -> str:
+    """The event id from its parts in text form: ``device_time`` as ISO seconds, no offset."""
+    return hashlib.sha256(f"{device_key}\x1f{subject_key}\x1f{device_time}\x1f{punch}".encode()).hexdigest()
+
+
 def compute_event_id(device_key: str, subject: Subject, device_time: datetime, punch: Punch) -> str:
     """The deterministic id of a punch: re-reading the same device log yields the same id.
 
@@ -119,8 +125,7 @@ def compute_event_id(device_key: str, subject: Subject, device_time: datetime, p
     """
     if device_time.microsecond:
         device_time = device_time.replace(microsecond=0)
-    canonical = f"{device_key}\x1f{subject.key()}\x1f{device_time.isoformat()}\x1f{punch.value}"
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return event_id_of(device_key, subject.key(), device_time.isoformat(), punch)  # a StrEnum formats as its value
 
 
 def device_key(gateway_id: str, device_id: str, device_serial: str | None) -> str:
@@ -188,13 +193,138 @@ class PunchEvent(_Model):
         return factory.make(subject=subject, verify=verify, punch=punch, device_time=device_time)
 
 
+class EventOrigin(NamedTuple):
+    """What the punches of one device read share: where they come from and when they were read."""
+
+    gateway_id: str
+    device_id: str
+    device_serial: str | None
+    source: Source
+    timezone: str
+    clock_skew_s: float | None
+    captured_at: datetime
+
+    @property
+    def device_key(self) -> str:
+        """The device part of the event id."""
+        return device_key(self.gateway_id, self.device_id, self.device_serial)
+
+
+PunchRow = tuple[str, str, str, str, str]
+"""One punch of a read in compact text form: (subject key, verify, punch, device_time, occurred_at).
+
+``device_time`` is ISO to the second without offset; ``occurred_at`` is ISO with ``+00:00``.
+"""
+
+_VERIFIES = {v.value: v for v in Verify}
+_PUNCHES = {p.value: p for p in Punch}
+_SUBJECT_FIELDS = {"zk": "zk_user_id", "card": "card_uid"}
+
+
+class DeviceRead(Sequence[PunchEvent]):
+    """The PunchEvents of one device read, held as compact rows and built when asked for.
+
+    A terminal's first read can hold a hundred thousand punches; the rows are what the buffer
+    stores, so the full models are only made for the events that are sent or inspected.
+    """
+
+    __slots__ = ("_fixed", "_key", "_subjects", "origin", "rows")
+
+    def __init__(self, origin: EventOrigin, rows: list[PunchRow] | None = None) -> None:
+        self.origin = origin
+        self.rows: list[PunchRow] = [] if rows is None else rows
+        self._key = origin.device_key
+        self._fixed = origin._asdict()
+        self._fixed["captured_at"] = origin.captured_at.astimezone(UTC)
+        self._subjects: dict[str, Subject] = {}
+
+    @staticmethod
+    def group(events: Iterable[PunchEvent]) -> list[DeviceRead]:
+        """Loose events as reads, one per origin, in the order the origins first appear."""
+        reads: dict[EventOrigin, DeviceRead] = {}
+        for e in events:
+            origin = EventOrigin(
+                e.gateway_id, e.device_id, e.device_serial, e.source, e.timezone, e.clock_skew_s, e.captured_at
+            )
+            read = reads.get(origin)
+            if read is None:
+                read = reads[origin] = DeviceRead(origin)
+            read.rows.append(
+                (
+                    e.subject.key(),
+                    e.verify.value,
+                    e.punch.value,
+                    e.device_time.replace(microsecond=0).isoformat(),
+                    e.occurred_at.isoformat(),
+                )
+            )
+        return list(reads.values())
+
+    def event(self, row: PunchRow) -> PunchEvent:
+        """The full event of one row (its id is derived, not stored)."""
+        subject_key, verify, punch, device_time, occurred_at = row
+        subject = self._subjects.get(subject_key)
+        if subject is None:
+            kind, _, value = subject_key.partition(":")
+            fields: dict[str, Any] = {_SUBJECT_FIELDS[kind]: value}
+            subject = self._subjects[subject_key] = Subject.model_construct(**fields)
+        return trusted_event(
+            {
+                "event_id": event_id_of(self._key, subject_key, device_time, punch),
+                "verify": _VERIFIES[verify],
+                "subject": subject,
+                "punch": _PUNCHES[punch],
+                "device_time": datetime.fromisoformat(device_time),
+                "occurred_at": datetime.fromisoformat(occurred_at),
+                **self._fixed,
+            }
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> PunchEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[PunchEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> PunchEvent | list[PunchEvent]:
+        if isinstance(index, slice):
+            return [self.event(row) for row in self.rows[index]]
+        return self.event(self.rows[index])
+
+    def __iter__(self) -> Iterator[PunchEvent]:
+        return map(self.event, self.rows)
+
+
+# "HH:MM:SS" per second of the day, filled as seconds are met: a log repeats the same minutes.
+_HMS: dict[int, str] = {}
+
+
+def _hms(second: int) -> str:
+    text = _HMS.get(second)
+    if text is None:
+        hour, rest = divmod(second, 3600)
+        text = _HMS[second] = f"{hour:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return text
+
+
+class _DayClock(NamedTuple):
+    """One local date of a zone: its ISO prefix, and what to subtract to reach UTC (None on an offset change)."""
+
+    prefix: str
+    shift_s: int | None
+    utc_prefixes: tuple[str, str, str]  # the UTC dates before, on and after this one
+
+
 class EventFactory:
-    """Makes the PunchEvents of one device read, where device, zone, capture time and skew are shared.
+    """Makes the events of one device read, where device, zone, capture time and skew are shared.
 
     ``occurred_at`` is ``device_time`` read in ``timezone``; with ``correct_skew`` the measured
-    skew (device clock minus true time) is subtracted. Every part is typed and checked here, so
-    events are built with :func:`trusted_event`, without pydantic's second validation pass: a
-    terminal's log holds a hundred thousand records. The store validates the wire form in full.
+    skew (device clock minus true time), rounded to the whole seconds a device clock counts, is
+    subtracted. Times are worked out once per local date and written as text, so a read of a
+    hundred thousand punches costs a tuple each (:meth:`wall_times`); :meth:`make` builds one full event.
     """
 
     def __init__(
@@ -212,49 +342,51 @@ class EventFactory:
         if captured_at.tzinfo is None:
             raise ValueError("captured_at must carry a UTC offset")
         self._zone = _zone(timezone)
-        self._key = device_key(gateway_id, device_id, device_serial)
-        self._shift = timedelta(seconds=clock_skew_s) if correct_skew and clock_skew_s else timedelta(0)
-        # Per local date: what to subtract from device_time to get UTC (offset plus skew), or None
-        # on a day the zone changes offset.
-        self._day_shifts: dict[date, timedelta | None] = {}
-        self._fixed = {
-            "gateway_id": gateway_id,
-            "device_id": device_id,
-            "device_serial": device_serial,
-            "source": source,
-            "timezone": timezone,
-            "clock_skew_s": clock_skew_s,
-            "captured_at": captured_at.astimezone(UTC),
-        }
+        self._correction_s = round(clock_skew_s) if correct_skew and clock_skew_s else 0
+        self._days: dict[date, _DayClock] = {}
+        self.origin = EventOrigin(
+            gateway_id, device_id, device_serial, source, timezone, clock_skew_s, captured_at.astimezone(UTC)
+        )
+        self._single = DeviceRead(self.origin)
 
-    def _occurred_at(self, device_time: datetime) -> datetime:
-        day = device_time.date()
-        try:
-            shift = self._day_shifts[day]
-        except KeyError:
-            first = datetime.combine(day, datetime.min.time(), self._zone).utcoffset()
-            last = datetime.combine(day, datetime.max.time(), self._zone).utcoffset()
-            shift = self._day_shifts[day] = first + self._shift if first is not None and first == last else None
-        if shift is None:
-            return device_time.replace(tzinfo=self._zone).astimezone(UTC) - self._shift
-        return (device_time - shift).replace(tzinfo=UTC)
+    def new_read(self) -> DeviceRead:
+        """An empty read of this origin, to fill with :meth:`add`."""
+        return DeviceRead(self.origin)
 
-    def make(self, *, subject: Subject, verify: Verify, punch: Punch, device_time: datetime) -> PunchEvent:
-        """One event of this read."""
+    def _day(self, day: date) -> _DayClock:
+        first = datetime.combine(day, time.min, self._zone).utcoffset()
+        last = datetime.combine(day, time.max, self._zone).utcoffset()
+        shift = None if first is None or first != last else int(first.total_seconds()) + self._correction_s
+        utc = tuple(f"{(day + timedelta(days=d)).isoformat()}T" for d in (-1, 0, 1))
+        clock = self._days[day] = _DayClock(f"{day.isoformat()}T", shift, (utc[0], utc[1], utc[2]))
+        return clock
+
+    def wall_times(self, day: date, second: int) -> tuple[str, str]:
+        """``device_time`` and ``occurred_at`` as text, for ``second`` (0-86399) of local ``day``."""
+        clock = self._days.get(day) or self._day(day)
+        local = clock.prefix + (_HMS.get(second) or _hms(second))
+        if clock.shift_s is None:  # the zone changes offset that day: let zoneinfo decide
+            wall = datetime.combine(day, time.min) + timedelta(seconds=second)
+            instant = wall.replace(tzinfo=self._zone).astimezone(UTC) - timedelta(seconds=self._correction_s)
+            return local, instant.isoformat()
+        utc_day, utc_second = divmod(second - clock.shift_s, 86400)
+        if -1 <= utc_day <= 1:
+            prefix = clock.utc_prefixes[utc_day + 1]
+        else:  # a clock off by days
+            prefix = f"{(day + timedelta(days=utc_day)).isoformat()}T"
+        return local, f"{prefix}{_HMS.get(utc_second) or _hms(utc_second)}+00:00"
+
+    def row(self, *, subject: Subject, verify: Verify, punch: Punch, device_time: datetime) -> PunchRow:
+        """One punch of this read in compact form."""
         if device_time.tzinfo is not None:
             raise ValueError("device_time must be the device's naive wall-clock time")
-        if device_time.microsecond:
-            device_time = device_time.replace(microsecond=0)
-        values = {
-            "event_id": compute_event_id(self._key, subject, device_time, punch),
-            "verify": verify,
-            "subject": subject,
-            "punch": punch,
-            "device_time": device_time,
-            "occurred_at": self._occurred_at(device_time),
-            **self._fixed,
-        }
-        return trusted_event(values)
+        second = device_time.hour * 3600 + device_time.minute * 60 + device_time.second
+        local, occurred = self.wall_times(device_time.date(), second)
+        return (subject.key(), verify.value, punch.value, local, occurred)
+
+    def make(self, *, subject: Subject, verify: Verify, punch: Punch, device_time: datetime) -> PunchEvent:
+        """One full event of this read."""
+        return self._single.event(self.row(subject=subject, verify=verify, punch=punch, device_time=device_time))
 
 
 # Shared by every trusted event: all fields are set, and a frozen model never changes it.
@@ -265,10 +397,10 @@ _set_attr = object.__setattr__
 def trusted_event(values: dict[str, Any]) -> PunchEvent:
     """A PunchEvent from values already typed and checked (every field, right types), unvalidated.
 
-    For the project's own producers only: events made by an EventFactory, or read back from the
-    gateway's buffer. This is what ``PunchEvent.model_construct`` does, without its per-field
-    loop; construction is most of the cost of handling a 100,000-record log. Data from outside
-    goes through ``PunchEvent.model_validate``.
+    For the project's own producers only: events made by an EventFactory or a DeviceRead, whose
+    parts were checked when they were made. This is what ``PunchEvent.model_construct`` does,
+    without its per-field loop; construction is most of the cost of handling a 100,000-record log.
+    Data from outside goes through ``PunchEvent.model_validate``.
     """
     event = PunchEvent.__new__(PunchEvent)
     _set_attr(event, "__dict__", values)

@@ -56,11 +56,11 @@ class BufferLike(Protocol):
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest pending events after position ``after``."""
 
-    def acknowledge(self, event_ids: list[str]) -> int:
-        """Mark events as stored by the store."""
+    def acknowledge(self, seqs: list[int]) -> int:
+        """Mark events (by position) as stored by the store."""
 
-    def reject(self, reasons: dict[str, str]) -> int:
-        """Set aside events the store refused."""
+    def reject(self, reasons: dict[int, str]) -> int:
+        """Set aside events (by position) the store refused."""
 
 
 @dataclass
@@ -186,13 +186,13 @@ def drain(buffer: BufferLike, client: PushClient, batch_size: int) -> DrainRepor
     """
     report = DrainReport()
     started = time.monotonic()
-    answered: PushOutcome | None = None  # received, not yet written to the buffer
+    answered: tuple[PushOutcome, list[Any]] | None = None  # received, not yet written to the buffer
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as poster:
         batch = buffer.pending(batch_size)
         while batch:
             sending = poster.submit(client.push, batch)
             if answered is not None:
-                _record(buffer, answered, report)
+                _record(buffer, *answered, report)
                 answered = None
             upcoming = buffer.pending(batch_size, after=batch[-1].seq)
             try:
@@ -205,19 +205,22 @@ def drain(buffer: BufferLike, client: PushClient, batch_size: int) -> DrainRepor
                 report.error = "store answered without judging any event"
                 break
             if judged == len(batch):
-                answered, batch = outcome, upcoming
+                answered, batch = (outcome, batch), upcoming
             else:  # after a 422 only the bad events were set aside: the rest of this batch goes again
-                _record(buffer, outcome, report)
+                _record(buffer, outcome, batch, report)
                 batch = buffer.pending(batch_size)
     if answered is not None:
-        _record(buffer, answered, report)
+        _record(buffer, *answered, report)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _record(buffer: BufferLike, outcome: PushOutcome, report: DrainReport) -> None:
-    buffer.acknowledge(outcome.stored)
-    buffer.reject(outcome.rejected)
+def _record(buffer: BufferLike, outcome: PushOutcome, batch: Sequence[PendingLike], report: DrainReport) -> None:
+    seq_of = {p.event_id: p.seq for p in batch}  # the outcome names only events of this batch
+    buffer.acknowledge([seq_of[event_id] for event_id in outcome.stored])
+    for event_id, reason in outcome.rejected.items():
+        log.error("store rejected event %s: %s; kept in the buffer as rejected", event_id, reason)
+    buffer.reject({seq_of[event_id]: reason for event_id, reason in outcome.rejected.items()})
     report.batches += 1
     report.accepted += outcome.accepted
     report.duplicate += outcome.duplicate

@@ -29,7 +29,7 @@ def test_each_layout_parses_every_field(size: int) -> None:
     assert bad == []
     assert [r.device_time for r in records] == WHEN
     assert [r.user_id for r in records] == ["1001", "1002", "1003"]
-    assert [(r.verify_code, r.punch_code, r.index) for r in records] == [(0, 0, 0), (1, 1, 1), (2, 2, 2)]
+    assert [(r.verify_code, r.punch_code, r.position) for r in records] == [(0, 0, 0), (1, 1, 1), (2, 2, 2)]
 
 
 def test_eight_byte_records_map_uid_to_user_id() -> None:
@@ -71,7 +71,7 @@ def test_unreadable_user_id_is_set_aside() -> None:
 def test_skip_resumes_after_records_already_read() -> None:
     body = b"".join(record(16, i, encode_time(WHEN[i % 3])) for i in range(10))
     records, _ = parse_attendance(body, 10, skip=7)
-    assert [r.index for r in records] == [7, 8, 9]
+    assert [r.position for r in records] == [7, 8, 9]
 
 
 def test_decode_time_rejects_impossible_dates() -> None:

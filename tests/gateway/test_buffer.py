@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
-from ekinerja.gateway.buffer import Buffer, BufferUnusable
-from ekinerja.sync.contract import PunchEvent
+from ekinerja.gateway.buffer import LAYOUT_VERSION, Buffer, BufferUnusable, events, reads
+from ekinerja.sync.contract import DeviceRead, PunchEvent
 
 from stack import make_events
 
@@ -31,8 +32,10 @@ def test_only_acknowledged_events_leave(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "b.sqlite3")
     evs = make_events(6, users=7)
     buffer.append(evs)
-    assert buffer.acknowledge([evs[0].event_id, evs[2].event_id, "f" * 64]) == 2
-    assert buffer.reject({evs[1].event_id: "future time"}) == 1
+    seq = {p.event_id: p.seq for p in buffer.pending(10)}
+    assert buffer.acknowledge([seq[evs[0].event_id], seq[evs[2].event_id], 999]) == 2
+    assert buffer.reject({seq[evs[1].event_id]: "future time"}) == 1
+    assert buffer.acknowledge([seq[evs[1].event_id]]) == 0, "a rejected event is not acknowledged later"
     assert [p.event_id for p in buffer.pending(10)] == [e.event_id for e in evs[3:]]
     assert [p.event_id for p in buffer.pending(2)] == [evs[3].event_id, evs[4].event_id]
     backlog = buffer.backlog()
@@ -105,10 +108,61 @@ def test_prune_removes_only_old_acknowledged_events(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "b.sqlite3")
     evs = make_events(6, users=7)
     buffer.append(evs)
-    buffer.acknowledge([e.event_id for e in evs[:4]])
-    buffer.reject({evs[4].event_id: "future"})
+    pending = buffer.pending(10)
+    buffer.acknowledge([p.seq for p in pending[:4]])
+    buffer.reject({pending[4].seq: "future"})
     assert buffer.prune_acknowledged(datetime.now(UTC) - timedelta(hours=1)) == 0
     assert buffer.prune_acknowledged(datetime.now(UTC) + timedelta(seconds=1)) == 4
     backlog = buffer.backlog()
     assert (backlog.acked, backlog.rejected, backlog.pending) == (0, 1, 1)
     assert buffer.append(evs[:4]) == 4, "a pruned punch read again is buffered again (the store dedups it)"
+
+
+def test_a_driver_read_is_stored_as_it_is_and_read_again_adds_nothing(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    read = DeviceRead.group(make_events(50, users=9))[0]
+    assert buffer.append(read) == 50
+    assert buffer.append(read) == 0, "the same punches read again"
+    assert [p.event for p in buffer.pending(100)] == list(read)
+    with buffer.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(reads)).scalar_one() == 1, "no empty read is kept"
+
+
+def test_prune_drops_reads_whose_events_are_all_gone(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    buffer.append(make_events(3, device="a"))
+    buffer.append(make_events(3, device="b"))
+    buffer.acknowledge([p.seq for p in buffer.pending(10) if p.event.device_id == "a"])
+    assert buffer.prune_acknowledged(datetime.now(UTC) + timedelta(seconds=1)) == 3
+    with buffer.engine.connect() as conn:
+        assert conn.execute(select(reads.c.device_id)).scalars().all() == ["b"]
+    assert buffer.backlog().pending_by_device == {"b": 3}
+
+
+def test_a_row_damaged_on_disk_is_set_aside_and_the_rest_still_leaves(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.sqlite3")
+    evs = make_events(4)
+    buffer.append(evs)
+    with buffer.engine.begin() as conn:
+        conn.execute(events.update().where(events.c.seq == 2).values(device_time="2026-13-45T99:00:00"))
+    assert [p.event for p in buffer.pending(10)] == [evs[0], evs[2], evs[3]]
+    (damaged,) = buffer.rejected()
+    assert damaged.seq == 2 and damaged.reason.startswith("damaged in the gateway's buffer (ValueError")
+    assert buffer.backlog().rejected == 1
+
+
+def test_a_buffer_of_an_older_layout_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:  # the first layout: one wide events table keyed by event_id
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, event_id VARCHAR(64) UNIQUE, status TEXT)")
+        old.execute("INSERT INTO events (event_id, status) VALUES ('ab', 'pending')")
+    before = path.read_bytes()
+    with pytest.raises(BufferUnusable, match=r"another version of the gateway .*backlog"):
+        Buffer(path)
+    assert path.read_bytes() == before
+    with sqlite3.connect(path) as newer:
+        newer.execute("DROP TABLE events")
+        newer.execute(f"PRAGMA user_version = {LAYOUT_VERSION + 1}")
+    with pytest.raises(BufferUnusable, match=rf"layout {LAYOUT_VERSION + 1}, this one reads {LAYOUT_VERSION}"):
+        Buffer(path)

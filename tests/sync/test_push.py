@@ -82,19 +82,20 @@ def test_rejected_and_malformed_events_are_set_aside_not_retried(tmp_path: Path,
     future = make_events(1, start=datetime.now() + timedelta(days=30))
     good = make_events(5)
     buffer.append(good[:2] + future + good[2:])
-    broken = good[3].event_id
+    damaged = next(p for p in buffer.pending(10) if p.event_id == good[3].event_id)
     with buffer.engine.begin() as conn:  # an event damaged on disk: the store answers 422 for it
-        conn.execute(update(events).where(events.c.event_id == broken).values(subject_value=""))
+        conn.execute(update(events).where(events.c.seq == damaged.seq).values(subject="zk:"))
+    broken = next(p.event_id for p in buffer.pending(10) if p.seq == damaged.seq)
     with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
         client = PushClient(url, TOKEN, "opd-1")
         first = drain(buffer, client, batch_size=10)
         second = drain(buffer, client, batch_size=10)
         feed = read_whole_feed(url)
     assert first.error is None and second.batches == 0
-    assert sorted(i.event.event_id for i in feed) == sorted(e.event_id for e in good if e.event_id != broken)
+    assert sorted(i.event.event_id for i in feed) == sorted(e.event_id for e in good if e != good[3])
     backlog = buffer.backlog()
     assert (backlog.pending, backlog.rejected, backlog.acked) == (0, 2, 4)
-    reasons = {event_id: reason for event_id, _device, reason in buffer.rejected()}
+    reasons = {r.event_id: r.reason for r in buffer.rejected()}
     assert "is the device clock wrong?" in reasons[future[0].event_id]
     assert reasons[broken].startswith("subject")
     assert buffer.requeue_rejected() == 2
