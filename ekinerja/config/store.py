@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from ekinerja.config.common import ListenAddress, Section
+from ekinerja.config.common import ListenAddress, Section, ZoneName
 from ekinerja.sync.contract import Identifier
 
 
@@ -22,6 +22,19 @@ class StoreSection(Section):
         ),
     )
     listen: ListenAddress = Field(default="127.0.0.1:8400", description="HOST:PORT the API listens on.")
+    rules: str = Field(
+        default="perma-3-2020",
+        min_length=1,
+        description=(
+            "The rule profile that scores attendance: a shipped name (perma-3-2020, permentan-68-2012, "
+            "pergub-sumut-11-2017) or the path of a profile TOML, relative to this file."
+        ),
+    )
+    timezone: ZoneName | None = Field(
+        default=None,
+        description="The offices' IANA zone for scoring (Asia/Jakarta, Asia/Makassar, Asia/Jayapura); "
+        "default: the rule profile's.",
+    )
 
 
 class GatewayCredential(Section):
@@ -49,16 +62,33 @@ class GatewayCredential(Section):
         return hashlib.sha256(self.token.encode()).hexdigest()
 
 
+class ApiClient(GatewayCredential):
+    """``[[clients]]``: a program or person allowed to read reports and manage the registry."""
+
+    id: Identifier = Field(description="Who the client is, e.g. ekinerja-core or bkd-admin; kept with every change.")
+    can_write: bool = Field(
+        default=False,
+        description="May import employees, leave and manual attendance; otherwise reports and lists only.",
+    )
+
+
 class StoreConfig(Section):
     """The whole ``store.toml``."""
 
     store: StoreSection = Field(default_factory=StoreSection, description="The database and the HTTP listener.")
     gateways: list[GatewayCredential] = Field(default_factory=list, description="Gateways allowed to push.")
+    clients: list[ApiClient] = Field(
+        default_factory=list, description="Programs and people allowed to read reports and manage the registry."
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
-        ids = [g.id for g in self.gateways]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"gateways: id {dupes[0]!r} is listed twice")
+        for table, entries in (("gateways", self.gateways), ("clients", self.clients)):
+            ids = [e.id for e in entries]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"{table}: id {dupes[0]!r} is listed twice")
+        hashes = [e.token_hash() for e in [*self.gateways, *self.clients]]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two gateways or clients share a token: give each its own")
         return self

@@ -11,27 +11,30 @@ The app holds no per-request state of its own; everything it needs is in ``app.s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ekinerja.config.store import StoreConfig
-from ekinerja.store.auth import GatewayAuth
+from ekinerja.store import api_registry, api_reports
+from ekinerja.store.api_deps import State, StoreState, client_host
+from ekinerja.store.api_deps import gateway_id as calling_gateway
+from ekinerja.store.attendance import Office, punches_arrived, rescore_stale
+from ekinerja.store.auth import ClientAuth, GatewayAuth
 from ekinerja.store.db import db_error_message, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest
 from ekinerja.store.schema import current_revision, head_revision
-from ekinerja.sync.contract import Batch, BatchResult, FeedPage
+from ekinerja.sync.contract import Batch, BatchResult, FeedPage, Outcome
 
 log = logging.getLogger("ekinerja.store")
 
@@ -39,15 +42,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 """A full batch (5000 events) is about 3 MB of JSON; anything much larger is not a batch."""
 
 MAX_SEQ = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class StoreState:
-    """What the request handlers share."""
-
-    engine: Engine
-    auth: GatewayAuth
-    head: str
 
 
 class Health(BaseModel):
@@ -61,44 +55,36 @@ class Health(BaseModel):
     expected_schema: str | None = Field(default=None, description="set when the schema is not the one needed")
 
 
-def _state(request: Request) -> StoreState:
-    return cast(StoreState, request.app.state.store)
-
-
-State = Annotated[StoreState, Depends(_state)]
-_bearer = HTTPBearer(auto_error=False, description="The gateway's token, as configured in store.toml.")
-
-
-def _gateway(
-    request: Request, state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """The id of the calling gateway, from its bearer token; 401 without a known token."""
-    if credentials is None:
-        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    gateway_id = state.auth.identify(credentials.credentials)
-    if gateway_id is None:
-        log.warning("refused a batch from %s: unknown bearer token", _client(request))
-        raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    return gateway_id
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown client"
-
-
-def create_app(config: StoreConfig, engine: Engine | None = None, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    config: StoreConfig,
+    engine: Engine | None = None,
+    *,
+    office: Office | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The store's ASGI app. Without ``engine`` one is made from the config and disposed at shutdown."""
     owned = engine is None
     state = StoreState(
         engine=engine if engine is not None else make_engine(config.store.database_url),
         auth=GatewayAuth(config.gateways),
+        clients=ClientAuth(config.clients),
+        office=office if office is not None else Office.from_config(config),
         head=head_revision(),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        log.info("store API up: %d gateway(s) may push; the feed is open (no read token yet)", len(state.auth))
+        log.info(
+            "store API up: %d gateway(s) may push, %d client(s) may read reports; the feed is open (no read token yet)",
+            len(state.auth),
+            len(state.clients),
+        )
+        stop = threading.Event()
+        rescorer = threading.Thread(target=_rescore_loop, args=(state, stop), name="rescore", daemon=True)
+        rescorer.start()
         yield
+        stop.set()
+        rescorer.join(timeout=30)
         if owned:
             state.engine.dispose()
 
@@ -114,7 +100,23 @@ def create_app(config: StoreConfig, engine: Engine | None = None, *, max_body_by
     app.post("/v1/punches", response_model=BatchResult, responses=_PUNCH_ERRORS)(post_punches)
     app.get("/v1/feed", response_model=FeedPage)(get_feed)
     app.get("/healthz", response_model=Health, responses={503: {"model": Health}})(healthz)
+    app.include_router(api_reports.router)
+    app.include_router(api_registry.router)
     return app
+
+
+RESCORE_INTERVAL_S = 15.0
+"""How often kept scores whose inputs changed (late punches, new mappings) are re-scored."""
+
+
+def _rescore_loop(state: StoreState, stop: threading.Event) -> None:
+    while not stop.wait(RESCORE_INTERVAL_S):
+        try:
+            rescore_stale(state.engine, state.office)
+        except SQLAlchemyError as exc:
+            log.warning("re-scoring postponed, database unavailable: %s", db_error_message(exc))
+        except Exception:  # the loop must outlive one bad month: log it and try again later
+            log.exception("re-scoring failed; the kept scores stay marked for re-scoring")
 
 
 _PUNCH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -126,13 +128,18 @@ _PUNCH_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def post_punches(
-    request: Request, batch: Batch, state: State, gateway_id: Annotated[str, Depends(_gateway)]
+    request: Request, batch: Batch, state: State, gateway_id: Annotated[str, Depends(calling_gateway)]
 ) -> Response:
     """Store a batch of punches from one gateway; idempotent on each event's ``event_id``."""
     if batch.gateway_id != gateway_id:
-        log.warning("refused a batch from %s: token of %s, batch of %s", _client(request), gateway_id, batch.gateway_id)
+        log.warning(
+            "refused a batch from %s: token of %s, batch of %s", client_host(request), gateway_id, batch.gateway_id
+        )
         raise HTTPException(403, f"this token belongs to gateway {gateway_id!r}, not {batch.gateway_id!r}")
     result = ingest(state.engine, batch, datetime.now(UTC))
+    if result.accepted:
+        accepted = {r.event_id for r in result.results if r.outcome is Outcome.ACCEPTED}
+        punches_arrived(state.engine, state.office, [e for e in batch.events if e.event_id in accepted])
     # Built by the store itself: serialize directly instead of letting FastAPI validate it again.
     return Response(result.model_dump_json(), media_type="application/json")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from ekinerja.config.store import GatewayCredential
+from ekinerja.config.store import ApiClient, GatewayCredential
 
 
 class GatewayAuth:
@@ -35,3 +36,28 @@ class GatewayAuth:
             if hmac.compare_digest(presented, digest) and found is None:
                 found = gateway_id
         return found
+
+
+@dataclass(frozen=True)
+class Client:
+    """A caller of the report and registry API."""
+
+    id: str
+    can_write: bool
+
+
+class ClientAuth:
+    """The report and registry clients, looked up by their token (constant time, hashes only)."""
+
+    def __init__(self, clients: Iterable[ApiClient]) -> None:
+        clients = list(clients)
+        self._tokens = GatewayAuth(clients)
+        self._clients = {c.id: Client(c.id, c.can_write) for c in clients}
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def identify(self, token: str) -> Client | None:
+        """The client ``token`` belongs to, or None."""
+        client_id = self._tokens.identify(token)
+        return None if client_id is None else self._clients[client_id]

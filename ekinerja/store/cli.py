@@ -23,7 +23,10 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from ekinerja.config.common import split_listen
 from ekinerja.config.loader import ConfigError, load_model
 from ekinerja.config.store import StoreConfig
+from ekinerja.errors import OperatorError
+from ekinerja.store import cli_attendance
 from ekinerja.store.app import create_app
+from ekinerja.store.attendance import Office
 from ekinerja.store.db import db_error_message, describe_url, make_engine
 from ekinerja.store.schema import current_revision, head_revision, upgrade
 
@@ -50,6 +53,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     migrate = actions.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--config", type=Path, required=True, help="store.toml")
     migrate.set_defaults(func=migrate_command)
+    cli_attendance.register(actions)
 
 
 def migrate_command(args: argparse.Namespace) -> int:
@@ -84,13 +88,36 @@ def serve_command(args: argparse.Namespace) -> int:
             )
             return EXIT_NOT_MIGRATED
         host, port = split_listen(config.store.listen)
+        office = Office.from_config(config, args.config.parent)
         log.info("serving %s (schema %s) on %s:%d", describe_url(engine.url), revision, host, port)
-        return run_server(create_app(config, engine), host, port)
+        return run_server(create_app(config, engine, office=office), host, port)
     except DatabaseUnavailable as exc:
         print(f"ekinerja store serve: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         engine.dispose()
+
+
+class StoreNotReady(OperatorError):
+    """The database cannot be used by this command as it is."""
+
+
+def ready_engine(config: StoreConfig, path: Path) -> Engine:
+    """An engine on a reachable database at the schema this code needs; OperatorError otherwise."""
+    _quiet_alembic()
+    engine = _engine(config, path)
+    try:
+        revision = _guarded(engine, lambda: current_revision(engine))
+    except DatabaseUnavailable as exc:
+        engine.dispose()
+        raise StoreNotReady(str(exc)) from None
+    problem = schema_problem(revision, head_revision())
+    if problem is not None:
+        engine.dispose()
+        error = StoreNotReady(f"{problem}: run `ekinerja store migrate --config {path}`")
+        error.exit_code = EXIT_NOT_MIGRATED
+        raise error
+    return engine
 
 
 def schema_problem(revision: str | None, head: str) -> str | None:

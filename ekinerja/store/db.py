@@ -15,18 +15,24 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     Double,
     Engine,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
+    Text,
     create_engine,
     event,
+    false,
     make_url,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
@@ -72,11 +78,122 @@ punches = Table(
     Column("received_at", UtcDateTime, nullable=False, comment="UTC"),
     Index("uq_punches_event_id", "event_id", unique=True),
     Index("ix_punches_occurred_at", "occurred_at"),
+    # One employee's punches, for re-scoring a month when a late punch or a mapping arrives.
+    Index("ix_punches_subject", "subject_kind", "subject_value", "occurred_at"),
     # AUTOINCREMENT makes SQLite never reuse a seq, which the feed's resume point relies on.
     sqlite_autoincrement=True,
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )
+
+# --- the registry: who is who, and who punched -------------------------------------------------
+
+employees = Table(
+    "employees",
+    metadata,
+    Column("nip", String(18), primary_key=True, comment="NIP, 18 digits"),
+    Column("name", String(200), nullable=False),
+    Column("unit", String(200), nullable=False),
+    Column("zk_user_id", String(24), nullable=True, comment="user id on every ZK terminal, unless mapped per device"),
+    Column("card_uid", String(20), nullable=True, comment="RFID card UID, upper-case hex"),
+    Column("six_day", Boolean(), nullable=False, server_default=false()),
+    Column("tpp_base", Numeric(15, 2), nullable=True, comment="monthly TPP in rupiah"),
+    Column("active_from", Date(), nullable=False),
+    Column("active_to", Date(), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("uq_employees_zk_user_id", "zk_user_id", unique=True),
+    Index("uq_employees_card_uid", "card_uid", unique=True),
+    Index("ix_employees_unit", "unit"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+subject_mappings = Table(
+    "subject_mappings",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject_value", String(32), nullable=False),
+    Column("nip", String(18), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Index("uq_subject_mappings_subject", "gateway_id", "device_id", "subject_kind", "subject_value", unique=True),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+# --- what excuses or replaces a punch ----------------------------------------------------------
+
+leave_entries = Table(
+    "leave_entries",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("nip", String(18), nullable=False),
+    Column("code", String(8), nullable=False),
+    Column("first_day", Date(), nullable=False),
+    Column("last_day", Date(), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("approved_by", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Index("ix_leave_entries_nip_first_day", "nip", "first_day"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+manual_entries = Table(
+    "manual_entries",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("nip", String(18), nullable=False),
+    Column("at", DateTime(), nullable=False, comment="office wall clock"),
+    Column("punch", String(16), nullable=False, comment="in or out"),
+    Column("reason", String(500), nullable=False),
+    Column("approved_by", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Index("ix_manual_entries_nip_at", "nip", "at"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+# --- the scores: one row per employee and month, and a feed of re-scored days ------------------
+
+attendance_months = Table(
+    "attendance_months",
+    metadata,
+    Column("nip", String(18), primary_key=True),
+    Column("month", Date(), primary_key=True, comment="first day of the month"),
+    Column("stale", Boolean(), nullable=False, comment="an input changed since it was scored"),
+    Column("scored_through", Date(), nullable=True, comment="the last day scored"),
+    Column("days", Text(), nullable=True, comment="the day scores, JSON"),
+    Column("working_days", Integer(), nullable=False, server_default=text("0")),
+    *[Column(f"tl{n}", Integer(), nullable=False, server_default=text("0")) for n in range(1, 5)],
+    *[Column(f"psw{n}", Integer(), nullable=False, server_default=text("0")) for n in range(1, 5)],
+    Column("tk_days", Integer(), nullable=False, server_default=text("0")),
+    Column("leave_days", Integer(), nullable=False, server_default=text("0")),
+    Column("cut_percent", Double(), nullable=False, server_default=text("0")),
+    Column("cut_amount", Numeric(15, 2), nullable=True),
+    Column("scored_at", UtcDateTime, nullable=True),
+    Index("ix_attendance_months_month_stale", "month", "stale"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+day_changes = Table(
+    "day_changes",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True, comment="change feed position"),
+    Column("nip", String(18), nullable=False),
+    Column("day", Date(), nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    sqlite_autoincrement=True,
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10

@@ -16,7 +16,7 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
     engine = make_engine(store_url)
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == head_revision() == "0001"
+        assert upgrade(engine) == head_revision() == "0002"
         assert current_revision(engine) == head_revision()
         with engine.connect() as connection:
             # The migration builds exactly what db.py describes: columns, types, indexes, names.
@@ -24,7 +24,7 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
             assert compare_metadata(context, metadata) == []
             indexes = {index["name"] for index in inspect(connection).get_indexes("punches")}
             assert {"uq_punches_event_id", "ix_punches_occurred_at"} <= indexes
-        assert upgrade(engine) == "0001"  # a second run changes nothing
+        assert upgrade(engine) == "0002"  # a second run changes nothing
     finally:
         engine.dispose()
 

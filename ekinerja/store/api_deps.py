@@ -1,0 +1,78 @@
+"""What the store's request handlers share: the state, and who is calling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from ekinerja.store.attendance import Office
+from ekinerja.store.auth import Client, ClientAuth, GatewayAuth
+
+log = logging.getLogger("ekinerja.store")
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What the request handlers share."""
+
+    engine: Engine
+    auth: GatewayAuth
+    clients: ClientAuth
+    office: Office
+    head: str
+
+
+def _state(request: Request) -> StoreState:
+    return cast(StoreState, request.app.state.store)
+
+
+State = Annotated[StoreState, Depends(_state)]
+_bearer = HTTPBearer(auto_error=False, description="A gateway's or a client's token, as configured in store.toml.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def client_host(request: Request) -> str:
+    """The caller's address, for log lines."""
+    return request.client.host if request.client is not None else "unknown client"
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def gateway_id(request: Request, state: State, credentials: Credentials) -> str:
+    """The id of the calling gateway, from its bearer token; 401 without a known token."""
+    if credentials is None:
+        raise _unauthorized("a bearer token is required")
+    found = state.auth.identify(credentials.credentials)
+    if found is None:
+        log.warning("refused a batch from %s: unknown bearer token", client_host(request))
+        raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return found
+
+
+def reader(request: Request, state: State, credentials: Credentials) -> Client:
+    """A client allowed to read reports; 401 without a known client token."""
+    if credentials is None:
+        raise _unauthorized("a client bearer token is required ([[clients]] in store.toml)")
+    client = state.clients.identify(credentials.credentials)
+    if client is None:
+        log.warning("refused a report request from %s: unknown client token", client_host(request))
+        raise _unauthorized("unknown client token")
+    return client
+
+
+def writer(client: Annotated[Client, Depends(reader)]) -> Client:
+    """A client allowed to change the registry; 403 for a read-only client."""
+    if not client.can_write:
+        raise HTTPException(403, f"client {client.id!r} may read only (can_write = false in store.toml)")
+    return client
+
+
+Reader = Annotated[Client, Depends(reader)]
+Writer = Annotated[Client, Depends(writer)]
