@@ -28,11 +28,12 @@ from ekinerja.config.store import StoreConfig
 from ekinerja.store import api_registry, api_reports
 from ekinerja.store.api_deps import State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
-from ekinerja.store.attendance import Office, punches_arrived, rescore_stale
+from ekinerja.store.attendance import Office, punches_arrived
 from ekinerja.store.auth import ClientAuth, GatewayAuth
 from ekinerja.store.db import db_error_message, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest
+from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.store.schema import current_revision, head_revision
 from ekinerja.sync.contract import Batch, BatchResult, FeedPage, Outcome
 

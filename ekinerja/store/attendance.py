@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ekinerja.config.rules import load_profile
 from ekinerja.config.store import StoreConfig
-from ekinerja.store.db import attendance_months, day_changes, employees
+from ekinerja.store.db import attendance_months, employees
 from ekinerja.store.entries import leave_in, manual_in
 from ekinerja.store.punch_input import load_punches, resolve_events
 from ekinerja.store.registry import mark_stale
-from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
+from ekinerja.store.scoring import DayScore, Punch, Scorer
 from ekinerja.sync.contract import PunchEvent
 
 log = logging.getLogger("ekinerja.store.attendance")
@@ -79,29 +79,33 @@ def month_end(month: date) -> date:
 # --- the kept form of a day --------------------------------------------------------------------
 
 
-def _clock(value: datetime | None) -> str | None:
-    return None if value is None else value.time().isoformat()
+def _seconds(value: datetime | None) -> int | None:
+    return None if value is None else value.hour * 3600 + value.minute * 60 + value.second
 
 
 def encode_day(d: DayScore) -> list[Any]:
-    """A day as a compact JSON array (the order of :func:`decode_day`)."""
+    """A day as a compact JSON array: day of month, flags (1 working, 2 TK, 4 made up), clock-in
+    and clock-out as seconds of the day, minutes late and early, TL, PSW, leave code, cut."""
+    flags = d.working | d.tk << 1 | d.made_up << 2
     return [
-        d.date.isoformat(), int(d.working), _clock(d.first_in), _clock(d.last_out), d.late_minutes,
-        d.early_minutes, d.tl, d.psw, int(d.tk), d.leave, int(d.made_up), round(d.cut_percent, 4),
+        d.date.day, flags, _seconds(d.first_in), _seconds(d.last_out), d.late_minutes, d.early_minutes, d.tl, d.psw,
+        d.leave, d.cut_percent,
     ]  # fmt: skip
 
 
-def decode_day(item: list[Any]) -> DayScore:
-    """A day from :func:`encode_day`'s array."""
-    day = date.fromisoformat(item[0])
+def decode_day(month: date, item: list[Any]) -> DayScore:
+    """A day of ``month`` from :func:`encode_day`'s array."""
+    day = month.replace(day=item[0])
+    midnight = datetime.combine(day, time.min)
 
-    def at(clock: str | None) -> datetime | None:
-        return None if clock is None else datetime.combine(day, time.fromisoformat(clock))
+    def at(seconds: int | None) -> datetime | None:
+        return None if seconds is None else midnight + timedelta(seconds=seconds)
 
+    flags = item[1]
     return DayScore(
-        date=day, working=bool(item[1]), first_in=at(item[2]), last_out=at(item[3]), late_minutes=item[4],
-        early_minutes=item[5], tl=item[6], psw=item[7], tk=bool(item[8]), leave=item[9], made_up=bool(item[10]),
-        cut_percent=item[11],
+        date=day, working=bool(flags & 1), first_in=at(item[2]), last_out=at(item[3]), late_minutes=item[4],
+        early_minutes=item[5], tl=item[6], psw=item[7], tk=bool(flags & 2), leave=item[8], made_up=bool(flags & 4),
+        cut_percent=item[9],
     )  # fmt: skip
 
 
@@ -113,6 +117,8 @@ def load_employees(conn: Connection, first: date, last: date, nips: Collection[s
     query = select(employees).where(
         employees.c.active_from <= last, (employees.c.active_to.is_(None)) | (employees.c.active_to >= first)
     )
+    if nips is not None and len(nips) <= 500:
+        query = query.where(employees.c.nip.in_(sorted(nips)))
     found = []
     for r in conn.execute(query.order_by(employees.c.nip)):
         if nips is None or r.nip in nips:
@@ -126,143 +132,6 @@ class Rescore:
 
     months: int = 0
     changed_days: int = 0
-
-
-def score_month_rows(engine: Engine, office: Office, month: date, nips: Collection[str] | None, today: date) -> Rescore:
-    """Score the closed days of ``month`` for ``nips`` (or everyone) and keep the rows; log changed days."""
-    month = month.replace(day=1)
-    last = min(month_end(month), today - timedelta(days=1))
-    if last < month:
-        return Rescore()
-    with engine.begin() as conn:
-        staff = load_employees(conn, month, last, nips)
-        chosen = {e.nip for e in staff}
-        punches = load_punches(conn, office.zone, month, last, chosen if nips is not None else None)
-        for entry in manual_in(conn, month, last, chosen if nips is not None else None):
-            punches.setdefault(entry.nip, {}).setdefault(entry.at.date(), []).append(
-                Punch(entry.at, entry.punch, manual=True)
-            )
-        leave = leave_in(conn, month, last, chosen if nips is not None else None)
-        rows = [
-            _score_employee(office.scorer, e, month, last, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff
-        ]
-        old = _kept_days(conn, month, [e.nip for e in staff])
-        changes = _changed_days(rows, old)
-        _replace_rows(conn, month, rows)
-        if changes:
-            now = datetime.now(UTC).replace(tzinfo=None)
-            conn.execute(day_changes.insert(), [{"nip": nip, "day": day, "changed_at": now} for nip, day in changes])
-    return Rescore(months=len(rows), changed_days=len(changes))
-
-
-def _score_employee(
-    scorer: Scorer,
-    employee: Employee,
-    month: date,
-    last: date,
-    punches: dict[date, list[Punch]],
-    leave: dict[date, str],
-) -> dict[str, Any]:
-    first, until = employee.active_days(month, last)
-    days: list[DayScore] = []
-    day = first
-    while day <= until:
-        days.append(scorer.score_day(day, punches.get(day, ()), six_day=employee.six_day, leave=leave.get(day)))
-        day += timedelta(days=1)
-    total = score_month(scorer, month, days, employee.tpp_base)
-    return {
-        "nip": employee.nip,
-        "month": month,
-        "stale": False,
-        "scored_through": last,
-        "days": json.dumps([encode_day(d) for d in days], separators=(",", ":")),
-        "working_days": total.working_days,
-        **{f"tl{n + 1}": count for n, count in enumerate(total.tl)},
-        **{f"psw{n + 1}": count for n, count in enumerate(total.psw)},
-        "tk_days": total.tk_days,
-        "leave_days": total.leave_days,
-        "cut_percent": round(total.cut_percent, 4),
-        "cut_amount": total.cut_amount,
-        "scored_at": datetime.now(UTC).replace(tzinfo=None),
-    }
-
-
-def _kept_days(conn: Connection, month: date, nips: list[str]) -> dict[str, str]:
-    kept: dict[str, str] = {}
-    for start in range(0, len(nips), _CHUNK):
-        query = select(attendance_months.c.nip, attendance_months.c.days).where(
-            attendance_months.c.month == month, attendance_months.c.nip.in_(nips[start : start + _CHUNK])
-        )
-        kept.update({nip: days for nip, days in conn.execute(query) if days})
-    return kept
-
-
-def _changed_days(rows: list[dict[str, Any]], old: dict[str, str]) -> list[tuple[str, date]]:
-    changes = []
-    for row in rows:
-        before = old.get(row["nip"])
-        if before is None or before == row["days"]:
-            continue
-        was = {item[0]: item for item in json.loads(before)}
-        for item in json.loads(row["days"]):
-            if item[0] in was and was[item[0]] != item:
-                changes.append((row["nip"], date.fromisoformat(item[0])))
-    return changes
-
-
-def _replace_rows(conn: Connection, month: date, rows: list[dict[str, Any]]) -> None:
-    nips = [row["nip"] for row in rows]
-    for start in range(0, len(nips), _CHUNK):
-        conn.execute(
-            delete(attendance_months).where(
-                attendance_months.c.month == month, attendance_months.c.nip.in_(nips[start : start + _CHUNK])
-            )
-        )
-    if rows:
-        conn.execute(attendance_months.insert(), rows)
-
-
-# --- keeping rows fresh ---------------------------------------------------------------------
-
-
-def ensure_scored(engine: Engine, office: Office, months: Iterable[date], nips: Collection[str] | None) -> None:
-    """Make the kept rows of ``months`` current for ``nips`` (or everyone) before a report reads them."""
-    today = office.now().date()
-    for month in months:
-        last = min(month_end(month), today - timedelta(days=1))
-        if last < month:
-            continue
-        with engine.connect() as conn:
-            staff = {e.nip for e in load_employees(conn, month, last, nips)}
-            query = select(attendance_months.c.nip).where(
-                attendance_months.c.month == month,
-                attendance_months.c.stale.is_(False),
-                attendance_months.c.scored_through >= last,
-            )
-            fresh = set(conn.execute(query).scalars())
-        behind = staff - fresh
-        if behind:
-            score_month_rows(engine, office, month, None if behind == staff and nips is None else behind, today)
-
-
-def rescore_stale(engine: Engine, office: Office) -> Rescore:
-    """Re-score every stale row, and extend the current month's rows to yesterday; for the background job."""
-    today = office.now().date()
-    with engine.connect() as conn:
-        stale = conn.execute(
-            select(attendance_months.c.month, attendance_months.c.nip).where(attendance_months.c.stale.is_(True))
-        ).all()
-    by_month: dict[date, set[str]] = {}
-    for month, nip in stale:
-        by_month.setdefault(month, set()).add(nip)
-    done = Rescore()
-    for month, nips in sorted(by_month.items()):
-        result = score_month_rows(engine, office, month, nips, today)
-        done.months += result.months
-        done.changed_days += result.changed_days
-    if done.changed_days:
-        log.info("re-scored %d employee-month(s): %d day(s) changed", done.months, done.changed_days)
-    return done
 
 
 def punches_arrived(engine: Engine, office: Office, events: Sequence[PunchEvent]) -> None:
@@ -285,7 +154,7 @@ def kept_days(engine: Engine, months: Iterable[date], nips: Collection[str] | No
             query = select(attendance_months.c.nip, attendance_months.c.days).where(attendance_months.c.month == month)
             for nip, days in conn.execute(query):
                 if days and (nips is None or nip in nips):
-                    out.setdefault(nip, []).extend(decode_day(item) for item in json.loads(days))
+                    out.setdefault(nip, []).extend(decode_day(month, item) for item in json.loads(days))
     return out
 
 

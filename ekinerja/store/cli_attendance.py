@@ -59,9 +59,9 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise OperatorError(f"{path}: file not found") from None
+        raise BadRequest(f"{path}: file not found") from None
     except UnicodeDecodeError:
-        raise OperatorError(f"{path}: not UTF-8 text (save it from the spreadsheet as CSV UTF-8)") from None
+        raise BadRequest(f"{path}: not UTF-8 text (save it from the spreadsheet as CSV UTF-8)") from None
 
 
 class BadRequest(OperatorError):

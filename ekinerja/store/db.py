@@ -78,8 +78,9 @@ punches = Table(
     Column("received_at", UtcDateTime, nullable=False, comment="UTC"),
     Index("uq_punches_event_id", "event_id", unique=True),
     Index("ix_punches_occurred_at", "occurred_at"),
-    # One employee's punches, for re-scoring a month when a late punch or a mapping arrives.
-    Index("ix_punches_subject", "subject_kind", "subject_value", "occurred_at"),
+    # Scoring reads punches subject by subject from this index alone (it covers every column scoring
+    # needs): one employee's month after a late punch, or everyone's month.
+    Index("ix_punches_subject", "subject_kind", "subject_value", "occurred_at", "punch", "gateway_id", "device_id"),
     # AUTOINCREMENT makes SQLite never reuse a seq, which the feed's resume point relies on.
     sqlite_autoincrement=True,
     mysql_engine="InnoDB",
@@ -167,6 +168,7 @@ attendance_months = Table(
     Column("nip", String(18), primary_key=True),
     Column("month", Date(), primary_key=True, comment="first day of the month"),
     Column("stale", Boolean(), nullable=False, comment="an input changed since it was scored"),
+    Column("stale_at", UtcDateTime, nullable=True, comment="when an input last changed"),
     Column("scored_through", Date(), nullable=True, comment="the last day scored"),
     Column("days", Text(), nullable=True, comment="the day scores, JSON"),
     Column("working_days", Integer(), nullable=False, server_default=text("0")),

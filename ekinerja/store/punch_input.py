@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select, tuple_
+from sqlalchemy import Connection, func, select
 
 from ekinerja.store.db import employees, punches, subject_mappings
 from ekinerja.store.scoring import Punch
@@ -37,6 +38,11 @@ class Resolver:
                 return found
         return self.by_subject.get((kind, value))
 
+    def all_subjects(self) -> list[SubjectKey]:
+        """Every subject that resolves to someone."""
+        keys = set(self.by_subject) | {(kind, value) for (_g, _d, kind, value) in self.by_device}
+        return sorted(keys)
+
     def subjects_of(self, nips: Collection[str]) -> list[SubjectKey]:
         """Every subject that may resolve to one of ``nips`` (to read only their punches)."""
         keys = {key for key, nip in self.by_subject.items() if nip in nips}
@@ -44,20 +50,27 @@ class Resolver:
         return sorted(keys)
 
 
-def load_resolver(conn: Connection) -> Resolver:
-    """The registry's current mappings."""
+_FEW = 500
+
+
+def load_resolver(conn: Connection, nips: Collection[str] | None = None) -> Resolver:
+    """The registry's mappings: all of them, or what decides whose punches ``nips``' subjects are."""
+    ids = select(employees.c.nip, employees.c.zk_user_id, employees.c.card_uid)
+    mappings = select(subject_mappings)
+    few = sorted(nips) if nips is not None and len(nips) <= _FEW else None
+    if few is not None:
+        ids = ids.where(employees.c.nip.in_(few))
     by_subject: dict[SubjectKey, str] = {}
-    for nip, zk_user_id, card_uid in conn.execute(
-        select(employees.c.nip, employees.c.zk_user_id, employees.c.card_uid)
-    ):
+    for nip, zk_user_id, card_uid in conn.execute(ids):
         if zk_user_id:
             by_subject[("zk_user_id", zk_user_id)] = nip
         if card_uid:
             by_subject[("card_uid", card_uid)] = nip
-    by_device = {
-        (r.gateway_id, r.device_id, r.subject_kind, r.subject_value): r.nip
-        for r in conn.execute(select(subject_mappings))
-    }
+    if few is not None:
+        # Their own mappings, and any device's mapping of their ids to someone else.
+        values = sorted({value for _kind, value in by_subject})
+        mappings = mappings.where(subject_mappings.c.nip.in_(few) | subject_mappings.c.subject_value.in_(values))
+    by_device = {(r.gateway_id, r.device_id, r.subject_kind, r.subject_value): r.nip for r in conn.execute(mappings)}
     return Resolver(by_subject, by_device)
 
 
@@ -83,37 +96,129 @@ class LocalClock:
         end = datetime.combine(last + timedelta(days=1), time.min, self.zone).astimezone(UTC).replace(tzinfo=None)
         return start, end
 
+    def fixed_offset(self, first: date, last: date) -> timedelta | None:
+        """The zone's offset when it is the same all through ``first..last`` (WIB, WITA, WIT: always)."""
+        offsets = {
+            datetime.combine(first + timedelta(days=n), time.min, self.zone).utcoffset()
+            for n in range((last - first).days + 2)
+        }
+        return offsets.pop() if len(offsets) == 1 else None
+
+
+ByDay = dict[date, list[Punch]]
+_SUBJECTS_PER_QUERY = 500
+# While a month is read: per NIP and day, per punch state (or "" for all), the first and last punch.
+_Pair = list[Any]  # [first moment, its state, last moment, its state]
+_Kept = dict[str, dict[date, dict[str, _Pair]]]
+_new_punch = tuple.__new__  # Punch(...) without the named tuple's Python-level __new__
+
 
 def load_punches(
-    conn: Connection, zone: ZoneInfo, first: date, last: date, nips: Collection[str] | None
-) -> dict[str, dict[date, list[Punch]]]:
-    """Resolved punches of local days ``first..last`` by NIP and day (everyone's, or ``nips``')."""
-    resolver = load_resolver(conn)
+    conn: Connection,
+    zone: ZoneInfo,
+    first: date,
+    last: date,
+    nips: Collection[str] | None,
+    *,
+    by_state: bool = True,
+) -> dict[str, ByDay]:
+    """The punches that decide each day of ``first..last``, by NIP and local day (everyone's, or ``nips``').
+
+    Only the first and last punch of a day (of each state, ``by_state``) decide it
+    (:func:`~ekinerja.store.scoring.essential_punches`), so only those are kept. Punches are read
+    subject by subject through the covering subject index, in time order, as the driver's raw rows.
+    """
+    resolver = load_resolver(conn, nips)
     clock = LocalClock(zone)
     start, end = clock.utc_bounds(first, last)
-    columns = (
-        punches.c.gateway_id, punches.c.device_id, punches.c.subject_kind, punches.c.subject_value,
-        punches.c.occurred_at, punches.c.punch,
-    )  # fmt: skip
-    query = select(*columns).where(punches.c.occurred_at >= start, punches.c.occurred_at < end)
-    if nips is not None:
-        subjects = resolver.subjects_of(nips)
-        if not subjects:
-            return {}
-        query = query.where(or_(*(_subject_in(subjects[i : i + 200]) for i in range(0, len(subjects), 200))))
-    out: dict[str, dict[date, list[Punch]]] = {}
-    nip_of = resolver.nip
-    for gateway_id, device_id, kind, value, occurred_at, state in conn.execute(query):
-        nip = nip_of(gateway_id, device_id, kind, value)
-        if nip is None or (nips is not None and nip not in nips):
-            continue
-        at = clock.local(occurred_at)
-        out.setdefault(nip, {}).setdefault(at.date(), []).append(Punch(at, state))
+    subjects = resolver.subjects_of(nips) if nips is not None else resolver.all_subjects()
+    columns = [punches.c.subject_kind, punches.c.subject_value, punches.c.occurred_at, punches.c.punch]
+    if resolver.by_device:
+        columns += [punches.c.gateway_id, punches.c.device_id]
+    kept: _Kept = {}
+    collect = _Collector(resolver, clock, clock.fixed_offset(first, last), nips, kept, by_state)
+    for kind in sorted({kind for kind, _value in subjects}):
+        values = [value for k, value in subjects if k == kind]
+        for at in range(0, len(values), _SUBJECTS_PER_QUERY):
+            # One kind and a plain IN list: every backend then reads the subject index in order (a
+            # row-value IN made SQLite scan the month by time and sort).
+            query = (
+                select(*columns)
+                .where(
+                    punches.c.subject_kind == kind,
+                    punches.c.subject_value.in_(values[at : at + _SUBJECTS_PER_QUERY]),
+                    punches.c.occurred_at >= start,
+                    punches.c.occurred_at < end,
+                )
+                .order_by(punches.c.subject_kind, punches.c.subject_value, punches.c.occurred_at)
+            )
+            result = conn.execute(query)
+            try:
+                # The driver's own rows: SQLAlchemy's per-row processing would cost more than the rest.
+                collect(result.cursor.fetchall())
+            finally:
+                result.close()
+    return {nip: {day: _punches(pairs) for day, pairs in days.items()} for nip, days in kept.items()}
+
+
+def _punches(pairs: dict[str, _Pair]) -> list[Punch]:
+    out = []
+    for low, low_state, high, high_state in pairs.values():
+        out.append(_new_punch(Punch, (low, low_state, False)))
+        if high is not low:
+            out.append(_new_punch(Punch, (high, high_state, False)))
     return out
 
 
-def _subject_in(subjects: list[SubjectKey]) -> ColumnElement[bool]:
-    return tuple_(punches.c.subject_kind, punches.c.subject_value).in_(subjects)
+class _Collector:
+    """Folds raw punch rows (ordered by subject) into the first and last moment of each state and day."""
+
+    def __init__(
+        self, resolver: Resolver, clock: LocalClock, offset: timedelta | None, nips: Collection[str] | None,
+        kept: _Kept, by_state: bool,
+    ) -> None:  # fmt: skip
+        self.resolver, self.clock, self.offset, self.nips, self.kept = resolver, clock, offset, nips, kept
+        self.by_state = by_state
+
+    def _days_of(self, row: Any) -> dict[date, dict[str, _Pair]] | None:
+        resolver = self.resolver
+        if resolver.by_device:
+            nip = resolver.nip(row[4], row[5], row[0], row[1])
+        else:
+            nip = resolver.by_subject.get((row[0], row[1]))
+        if nip is None or (self.nips is not None and nip not in self.nips):
+            return None
+        return self.kept.setdefault(nip, {})
+
+    def __call__(self, rows: Sequence[Any]) -> None:
+        offset, local, parse = self.offset, self.clock.local, datetime.fromisoformat
+        per_device, by_state = bool(self.resolver.by_device), self.by_state
+        subject: tuple[str, str] | None = None
+        days: dict[date, dict[str, _Pair]] | None = None
+        day: date | None = None
+        states: dict[str, _Pair] = {}
+        for row in rows:
+            if per_device or (row[0], row[1]) != subject:
+                subject, day = (row[0], row[1]), None
+                days = self._days_of(row)
+            if days is None:
+                continue
+            occurred = row[2]
+            if type(occurred) is str:  # SQLite hands back its stored text
+                occurred = parse(occurred)
+            at = occurred + offset if offset is not None else local(occurred)
+            if at.date() != day:
+                day = at.date()
+                states = days.setdefault(day, {})
+            state = row[3]
+            key = state if by_state else ""
+            pair = states.get(key)
+            if pair is None:
+                states[key] = [at, state, at, state]
+            elif at > pair[2]:
+                pair[2], pair[3] = at, state
+            elif at < pair[0]:  # the same person's other subject (a card and a finger)
+                pair[0], pair[1] = at, state
 
 
 def resolve_events(conn: Connection, zone: ZoneInfo, events: Sequence[PunchEvent]) -> Iterator[tuple[str, datetime]]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from ekinerja.store.csv_input import (
     CsvRejected,
@@ -184,13 +185,37 @@ def _held_by_others(records: list[tuple[int, EmployeeRecord]], existing: dict[st
 
 
 def mark_stale(conn: Connection, nips: Iterable[str], month: date | None = None) -> None:
-    """Mark the scored months of ``nips`` (all of them, or one ``month``) for re-scoring."""
+    """Mark kept months of ``nips`` for re-scoring: every month kept, or one ``month``.
+
+    With a ``month``, a row is added for an employee who has none yet: a scoring pass that read
+    its inputs before this change then cannot keep a result that misses it.
+    """
     chosen = sorted(set(nips))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    table = attendance_months
     for start in range(0, len(chosen), 500):
-        stmt = update(attendance_months).where(attendance_months.c.nip.in_(chosen[start : start + 500]))
-        if month is not None:
-            stmt = stmt.where(attendance_months.c.month == month)
-        conn.execute(stmt.values(stale=True))
+        part = chosen[start : start + 500]
+        stmt = update(table).where(table.c.nip.in_(part))
+        if month is None:
+            conn.execute(stmt.values(stale=True, stale_at=now))
+            continue
+        _upsert_stale(conn, [{"nip": nip, "month": month, "stale": True, "stale_at": now} for nip in part])
+
+
+def _upsert_stale(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows, or mark the existing ones stale: one statement, so no scoring pass slips between."""
+    table = attendance_months
+    dialect = conn.dialect.name
+    stmt: Any
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update(stale=stmt.inserted.stale, stale_at=stmt.inserted.stale_at)
+    else:
+        stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["nip", "month"], set_={"stale": stmt.excluded.stale, "stale_at": stmt.excluded.stale_at}
+        )
+    conn.execute(stmt, rows)
 
 
 def list_employees(engine: Engine, unit: str | None = None) -> list[EmployeeRecord]:

@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from ekinerja.store.attendance import Office, ensure_scored, kept_days, today_scores
+from ekinerja.store.attendance import Office, kept_days, today_scores
 from ekinerja.store.db import attendance_months, day_changes, employees
 from ekinerja.store.entries import months_between
+from ekinerja.store.month_scoring import ensure_scored
 from ekinerja.store.scoring import DayScore, standing
 
 MAX_DAYS = 366

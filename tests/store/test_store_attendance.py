@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 
 from ekinerja.config.store import StoreConfig
 from ekinerja.store.app import create_app
-from ekinerja.store.attendance import rescore_stale
 from ekinerja.store.db import make_engine
+from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.store.schema import upgrade
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 

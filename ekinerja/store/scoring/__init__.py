@@ -4,7 +4,7 @@ No database, HTTP, clock or file I/O here: data in, data out. The store prepares
 per rule profile and calls :meth:`Scorer.score_day`, :func:`score_month` and :func:`standing`.
 """
 
-from ekinerja.store.scoring.day import DayScore, Punch, Scorer
+from ekinerja.store.scoring.day import DayScore, Punch, Scorer, essential_punches
 from ekinerja.store.scoring.discipline import BANDS, CONSECUTIVE, Standing, standing
 from ekinerja.store.scoring.month import MonthScore, score_month
 from ekinerja.store.scoring.schedule import Calendar, WorkHours
@@ -19,6 +19,7 @@ __all__ = [
     "Scorer",
     "Standing",
     "WorkHours",
+    "essential_punches",
     "score_month",
     "standing",
 ]

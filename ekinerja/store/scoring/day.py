@@ -5,8 +5,9 @@ Semantics where the regulations are silent (also in the profile files' comments)
 - Minutes are whole minutes, truncated: arriving 07:30:59 is 0 minutes late, 07:31:00 is 1.
 - first_last mode: the day's earliest punch is the clock-in and its latest the clock-out. When all punches
   fall within ``double_tap_seconds`` of the first they are one punch: a clock-in if before the middle of
-  the working hours, else a clock-out. state mode: the earliest "in" and the latest "out"; a day with an
-  "unknown" punch, or with neither an "in" nor an "out", is scored as in first_last mode.
+  the working hours, else a clock-out. state mode: the earliest "in" and the latest "out" (break and
+  overtime punches are ignored, so a day with only those is TK); a day with an "unknown" punch is scored
+  as in first_last mode.
 - No punch on a working day is TK (tl = psw = 0, the TK cut). A missing clock-in or clock-out counts as
   the profile's ``missing_band`` (TL4 / PSW4).
 - A band that counts as TK makes the day tk=True with the TK cut only (the band cut is not added). The
@@ -22,26 +23,48 @@ Semantics where the regulations are silent (also in the profile files' comments)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from ekinerja.config.rules import BandRules, RuleProfile
 from ekinerja.store.scoring.schedule import Calendar, DayPlan, WorkHours
 
-__all__ = ["DayScore", "Punch", "Scorer"]
+__all__ = ["DayScore", "Punch", "Scorer", "essential_punches"]
 
 _NO_PUNCH: tuple[None, None] = (None, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Punch:
-    """One punch (or approved manual entry) of one employee, in the office's wall-clock time."""
+class Punch(NamedTuple):
+    """One punch (or approved manual entry) of one employee, in the office's wall-clock time.
+
+    A named tuple: the store makes one for every punch it reads, a million and more for a month.
+    """
 
     at: datetime
     state: str
     manual: bool = False
+
+
+def essential_punches(punches: Iterable[Punch], by_state: bool = True) -> list[Punch]:
+    """The punches that decide a day, so a store may keep only these while it reads a month.
+
+    With ``by_state`` (a profile in state mode) the first and the last of each state; otherwise the
+    day's first and last punch. Scoring them gives the same DayScore as scoring all of the day's
+    punches: a property test holds the scorer to it.
+    """
+    kept: dict[str, list[Punch]] = {}
+    for punch in punches:
+        key = punch.state if by_state else ""
+        pair = kept.get(key)
+        if pair is None:
+            kept[key] = [punch, punch]
+        elif punch.at < pair[0].at:
+            pair[0] = punch
+        elif punch.at > pair[1].at:
+            pair[1] = punch
+    return [p for first, last in kept.values() for p in ((first,) if first is last else (first, last))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +156,7 @@ def _secs(moment: datetime) -> int:
 
 
 def _by_state(punches: Sequence[Punch]) -> tuple[datetime | None, datetime | None] | None:
-    """Earliest "in" and latest "out"; None when the states cannot be trusted for this day."""
+    """Earliest "in" and latest "out"; None when a punch has no state ("unknown") on this day."""
     first: datetime | None = None
     last: datetime | None = None
     for punch in punches:
@@ -146,8 +169,8 @@ def _by_state(punches: Sequence[Punch]) -> tuple[datetime | None, datetime | Non
                 last = punch.at
         elif state == "unknown":
             return None
-    if first is None and last is None:
-        return None
+    # Break and overtime punches are not attendance here: only "in" and "out" decide, so adding any punch
+    # can only move the clock-in earlier or the clock-out later (never create TK).
     return first, last
 
 
@@ -164,7 +187,7 @@ class Scorer:
     def __init__(self, profile: RuleProfile) -> None:
         self.profile = profile
         self.calendar = Calendar(profile)
-        self._state_mode = profile.punch_mode == "state"
+        self._state_mode = self.by_state = profile.punch_mode == "state"
         self._tap = timedelta(seconds=profile.double_tap_seconds)
         self._tl = _Bands(profile.lateness)
         self._psw = _Bands(profile.early_leave)

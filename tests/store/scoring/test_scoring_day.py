@@ -154,12 +154,13 @@ def test_state_mode_uses_in_and_out_states() -> None:
     assert (all_in.last_out, all_in.psw) == (None, 4)
 
 
-def test_state_mode_falls_back_to_first_last_for_unknown_or_only_breaks() -> None:
+def test_state_mode_falls_back_to_first_last_only_for_unknown() -> None:
     scorer = variant("perma-3-2020", punch_mode="state")
     unknown = scorer.score_day(TUESDAY, [at(TUESDAY, "07:40", "in"), at(TUESDAY, "16:10", "unknown")])
     assert (unknown.tl, unknown.psw, unknown.last_out) == (1, 0, at(TUESDAY, "16:10").at)
+    # Break and overtime keys are not attendance: a day with only those has no clock-in or clock-out.
     breaks = scorer.score_day(TUESDAY, [at(TUESDAY, "07:30", "break_in"), at(TUESDAY, "16:00", "break_out")])
-    assert (breaks.tk, breaks.tl, breaks.psw) == (False, 0, 0)
+    assert (breaks.first_in, breaks.last_out, breaks.tk, breaks.cut_percent) == (None, None, True, 2.5)
 
 
 def test_manual_entries_are_scored_like_punches() -> None:

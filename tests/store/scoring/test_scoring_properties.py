@@ -6,11 +6,11 @@ import calendar
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ekinerja.config.rules import RuleProfile, load_profile
-from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
+from ekinerja.store.scoring import DayScore, Punch, Scorer, essential_punches, score_month
 
 
 def _state_mode(name: str) -> Scorer:
@@ -42,7 +42,11 @@ def a_day(draw: st.DrawFn) -> tuple[Scorer, date, list[Punch], bool]:
     return draw(scorers), day, draw(punches_on(day)), draw(st.booleans())
 
 
+BREAKS_ONLY = [Punch(datetime(2025, 11, 4, 7, 30), "break_out"), Punch(datetime(2025, 11, 4, 16, 0), "break_in")]
+
+
 @given(a_day(), clock, st.sampled_from(STATES))
+@example((SCORERS[4], date(2025, 11, 4), BREAKS_ONLY, False), time(10, 0), "in")  # state mode, Sumut
 @settings(max_examples=400)
 def test_adding_a_punch_never_adds_a_tk_day(
     drawn: tuple[Scorer, date, list[Punch], bool], moment: time, state: str
@@ -105,3 +109,17 @@ def test_lateness_cut_grows_with_the_minutes(drawn: tuple[Scorer, date, list[Pun
     later = scorer.score_day(day, [Punch(start + timedelta(minutes=minutes + 1), "in"), out], six_day=six_day)
     assert earlier.tl <= later.tl
     assert earlier.cut_percent <= later.cut_percent or later.made_up
+
+
+@given(a_day(), leaves)
+@settings(max_examples=400)
+def test_the_first_and_last_punch_of_each_state_decide_the_day(
+    drawn: tuple[Scorer, date, list[Punch], bool], leave: str | None
+) -> None:
+    # The store keeps only these while it reads a month of punches.
+    scorer, day, punches, six_day = drawn
+    punches += [Punch(p.at + timedelta(seconds=7), p.state, manual=True) for p in punches[:1]]
+    essential = essential_punches(punches, scorer.by_state)
+    assert len(essential) <= 2 * (len({p.state for p in punches}) if scorer.by_state else 1)
+    whole = scorer.score_day(day, punches, six_day=six_day, leave=leave)
+    assert scorer.score_day(day, essential, six_day=six_day, leave=leave) == whole

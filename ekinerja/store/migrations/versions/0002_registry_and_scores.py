@@ -79,7 +79,11 @@ def upgrade() -> None:
     )
     _entries()
     _scores()
-    op.create_index("ix_punches_subject", "punches", ["subject_kind", "subject_value", "occurred_at"])
+    op.create_index(
+        "ix_punches_subject",
+        "punches",
+        ["subject_kind", "subject_value", "occurred_at", "punch", "gateway_id", "device_id"],
+    )
 
 
 def _entries() -> None:
@@ -120,6 +124,7 @@ def _scores() -> None:
         sa.Column("nip", sa.String(18), nullable=False),
         sa.Column("month", sa.Date(), nullable=False, comment="first day of the month"),
         sa.Column("stale", sa.Boolean(), nullable=False, comment="an input changed since it was scored"),
+        sa.Column("stale_at", _instant(), nullable=True, comment="when an input last changed"),
         sa.Column("scored_through", sa.Date(), nullable=True, comment="the last day scored"),
         sa.Column("days", sa.Text(), nullable=True, comment="the day scores, JSON"),
         sa.Column("working_days", sa.Integer(), nullable=False, server_default=_zero()),

@@ -1,0 +1,250 @@
+"""A scoring pass over one month: read the inputs, score every day, keep the rows, log changed days.
+
+Big passes (a whole office's month) are spread over the machine's cores: each worker process
+reads, scores and keeps its share of the employees in its own transaction. A row whose inputs
+changed while a pass read them stays marked stale, so the next pass scores it again: a late
+punch is never lost between the read and the write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Collection, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.context import BaseContext
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, select
+
+from ekinerja.bulk import gc_paused
+from ekinerja.store.attendance import Employee, Office, Rescore, encode_day, load_employees, month_end
+from ekinerja.store.db import attendance_months, day_changes, make_engine
+from ekinerja.store.entries import leave_in, manual_in
+from ekinerja.store.punch_input import load_punches
+from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
+
+log = logging.getLogger("ekinerja.store.attendance")
+
+PARALLEL_FROM = 3000
+"""Employees in one pass from which scoring is spread over the machine's cores."""
+MAX_WORKERS = 4
+_CHUNK = 500
+
+
+def score_month_rows(engine: Engine, office: Office, month: date, nips: Collection[str] | None, today: date) -> Rescore:
+    """Score the closed days of ``month`` for ``nips`` (or everyone) and keep the rows; log changed days."""
+    month = month.replace(day=1)
+    last = min(month_end(month), today - timedelta(days=1))
+    if last < month:
+        return Rescore()
+    started = datetime.now(UTC).replace(tzinfo=None)
+    clock = time.perf_counter()
+    with engine.connect() as conn:
+        staff = load_employees(conn, month, last, nips)
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(staff) >= PARALLEL_FROM and workers > 1 and _shareable(engine):
+        done = _in_processes(engine, office, month, last, staff, started, workers)
+    else:
+        done = score_and_keep(engine, office, month, last, staff, started, everyone=nips is None)
+    if done.months >= PARALLEL_FROM:
+        log.info(
+            "scored %s for %d employee(s) in %.1f s; %d day(s) changed",
+            month.strftime("%Y-%m"), done.months, time.perf_counter() - clock, done.changed_days,
+        )  # fmt: skip
+    return done
+
+
+def ensure_scored(engine: Engine, office: Office, months: Iterable[date], nips: Collection[str] | None) -> None:
+    """Make the kept rows of ``months`` current for ``nips`` (or everyone) before a report reads them."""
+    today = office.now().date()
+    for month in months:
+        last = min(month_end(month), today - timedelta(days=1))
+        if last < month:
+            continue
+        with engine.connect() as conn:
+            staff = {e.nip for e in load_employees(conn, month, last, nips)}
+            query = select(attendance_months.c.nip).where(
+                attendance_months.c.month == month,
+                attendance_months.c.stale.is_(False),
+                attendance_months.c.scored_through >= last,
+            )
+            fresh = set(conn.execute(query).scalars())
+        behind = staff - fresh
+        if behind:
+            score_month_rows(engine, office, month, None if behind == staff and nips is None else behind, today)
+
+
+def rescore_stale(engine: Engine, office: Office) -> Rescore:
+    """Re-score every stale row, and extend the current month's rows to yesterday; for the background job."""
+    today = office.now().date()
+    with engine.connect() as conn:
+        stale = conn.execute(
+            select(attendance_months.c.month, attendance_months.c.nip).where(attendance_months.c.stale.is_(True))
+        ).all()
+    by_month: dict[date, set[str]] = {}
+    for month, nip in stale:
+        by_month.setdefault(month, set()).add(nip)
+    done = Rescore()
+    for month, nips in sorted(by_month.items()):
+        result = score_month_rows(engine, office, month, nips, today)
+        done.months += result.months
+        done.changed_days += result.changed_days
+    if done.changed_days:
+        log.info("re-scored %d employee-month(s): %d day(s) changed", done.months, done.changed_days)
+    return done
+
+
+def score_and_keep(
+    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], started: datetime,
+    *, everyone: bool = False,
+) -> Rescore:  # fmt: skip
+    """Score ``staff``'s month from the database's inputs and keep the rows (one transaction to write)."""
+    chosen = None if everyone else {e.nip for e in staff}
+    with gc_paused(), engine.connect() as conn:
+        rows = _score_staff(conn, office, month, last, staff, chosen)
+    return _keep(engine, month, rows, started)
+
+
+def _score_staff(
+    conn: Connection, office: Office, month: date, last: date, staff: list[Employee], chosen: set[str] | None
+) -> list[dict[str, Any]]:
+    punches = load_punches(conn, office.zone, month, last, chosen, by_state=office.scorer.by_state)
+    for entry in manual_in(conn, month, last, chosen):
+        punches.setdefault(entry.nip, {}).setdefault(entry.at.date(), []).append(
+            Punch(entry.at, entry.punch, manual=True)
+        )
+    leave = leave_in(conn, month, last, chosen)
+    scorer = office.scorer
+    return [_score_employee(scorer, e, month, last, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff]
+
+
+def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], started: datetime) -> Rescore:
+    with engine.begin() as conn:
+        old = _kept(conn, month, [row["nip"] for row in rows])
+        changes = _changed_days(rows, old)
+        for row in rows:
+            stale_at = old.get(row["nip"], (None, None))[1]
+            if stale_at is not None and stale_at >= started:  # changed while this pass read: score again
+                row["stale"], row["stale_at"] = True, stale_at
+        _replace_rows(conn, month, rows)
+        if changes:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            conn.execute(day_changes.insert(), [{"nip": nip, "day": day, "changed_at": now} for nip, day in changes])
+    return Rescore(months=len(rows), changed_days=len(changes))
+
+
+def _shareable(engine: Engine) -> bool:
+    # Another process can open the same database: a server, or a SQLite file (not :memory:).
+    database = engine.url.database
+    return engine.url.get_backend_name() != "sqlite" or bool(database and database != ":memory:")
+
+
+def _context() -> BaseContext:
+    # fork starts a worker at once, but is only safe in a process without other threads (the CLI, a
+    # benchmark); the store server, which has threads, pays for spawn's fresh interpreter.
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "spawn")
+
+
+def _in_processes(
+    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], started: datetime, workers: int
+) -> Rescore:
+    url = engine.url.render_as_string(hide_password=False)
+    size = -(-len(staff) // workers)
+    parts = [staff[i : i + size] for i in range(0, len(staff), size)]
+    done = Rescore()
+    with ProcessPoolExecutor(len(parts), mp_context=_context()) as pool:
+        futures = [pool.submit(_score_part, url, office, month, last, part, started) for part in parts]
+        for future in futures:
+            part_done = future.result()
+            done.months += part_done.months
+            done.changed_days += part_done.changed_days
+    return done
+
+
+def _score_part(url: str, office: Office, month: date, last: date, staff: list[Employee], started: datetime) -> Rescore:
+    engine = make_engine(url)
+    try:
+        return score_and_keep(engine, office, month, last, staff, started)
+    finally:
+        engine.dispose()
+
+
+def _score_employee(
+    scorer: Scorer,
+    employee: Employee,
+    month: date,
+    last: date,
+    punches: dict[date, list[Punch]],
+    leave: dict[date, str],
+) -> dict[str, Any]:
+    first, until = employee.active_days(month, last)
+    days: list[DayScore] = []
+    day, six_day, score_day, hours_for = first, employee.six_day, scorer.score_day, scorer.hours_for
+    while day <= until:
+        punched, off = punches.get(day), leave.get(day)
+        # A day off with nothing on it says nothing: it is not kept (nor reported).
+        if punched or off or hours_for(day, six_day) is not None:
+            days.append(score_day(day, punched or (), six_day=six_day, leave=off))
+        day += timedelta(days=1)
+    total = score_month(scorer, month, days, employee.tpp_base)
+    return {
+        "nip": employee.nip,
+        "month": month,
+        "stale": False,
+        "stale_at": None,
+        "scored_through": last,
+        "days": json.dumps([encode_day(d) for d in days], separators=(",", ":")),
+        "working_days": total.working_days,
+        **{f"tl{n + 1}": count for n, count in enumerate(total.tl)},
+        **{f"psw{n + 1}": count for n, count in enumerate(total.psw)},
+        "tk_days": total.tk_days,
+        "leave_days": total.leave_days,
+        "cut_percent": round(total.cut_percent, 4),
+        "cut_amount": total.cut_amount,
+        "scored_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+def _kept(conn: Connection, month: date, nips: list[str]) -> dict[str, tuple[str | None, datetime | None]]:
+    """The kept days (JSON) and the last input change of each row."""
+    kept: dict[str, tuple[str | None, datetime | None]] = {}
+    table = attendance_months
+    for start in range(0, len(nips), _CHUNK):
+        query = select(table.c.nip, table.c.days, table.c.stale_at).where(
+            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK])
+        )
+        kept.update({nip: (days, stale_at) for nip, days, stale_at in conn.execute(query)})
+    return kept
+
+
+def _changed_days(
+    rows: list[dict[str, Any]], old: dict[str, tuple[str | None, datetime | None]]
+) -> list[tuple[str, date]]:
+    changes = []
+    for row in rows:
+        before = old.get(row["nip"], (None, None))[0]
+        if before is None or before == row["days"]:
+            continue
+        was = {item[0]: item for item in json.loads(before)}
+        for item in json.loads(row["days"]):
+            if item[0] in was and was[item[0]] != item:
+                changes.append((row["nip"], row["month"].replace(day=item[0])))
+    return changes
+
+
+def _replace_rows(conn: Connection, month: date, rows: list[dict[str, Any]]) -> None:
+    nips = [row["nip"] for row in rows]
+    for start in range(0, len(nips), _CHUNK):
+        conn.execute(
+            delete(attendance_months).where(
+                attendance_months.c.month == month, attendance_months.c.nip.in_(nips[start : start + _CHUNK])
+            )
+        )
+    if rows:
+        conn.execute(attendance_months.insert(), rows)
