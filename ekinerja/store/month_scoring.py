@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -120,8 +121,8 @@ def _score_staff(
             Punch(entry.at, entry.punch, manual=True)
         )
     leave = leave_in(conn, month, last, chosen)
-    scorer = office.scorer
-    return [_score_employee(scorer, e, month, last, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff]
+    scoring = _Pass.over(office.scorer, month, last)
+    return [_score_employee(scoring, e, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff]
 
 
 def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], started: datetime) -> Rescore:
@@ -175,40 +176,47 @@ def _score_part(url: str, office: Office, month: date, last: date, staff: list[E
         engine.dispose()
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What every employee of a pass shares: the days, which of them are worked, when it ran."""
+
+    scorer: Scorer
+    month: date
+    last: date
+    days: list[tuple[date, bool, bool]]  # (day, worked by five-day units, worked by six-day units)
+    scored_at: datetime
+
+    @classmethod
+    def over(cls, scorer: Scorer, month: date, last: date) -> _Pass:
+        days = [month + timedelta(days=n) for n in range((last - month).days + 1)]
+        plan = [(d, scorer.hours_for(d, False) is not None, scorer.hours_for(d, True) is not None) for d in days]
+        return cls(scorer, month, last, plan, datetime.now(UTC).replace(tzinfo=None))
+
+
 def _score_employee(
-    scorer: Scorer,
-    employee: Employee,
-    month: date,
-    last: date,
-    punches: dict[date, list[Punch]],
-    leave: dict[date, str],
+    scoring: _Pass, employee: Employee, punches: dict[date, list[Punch]], leave: dict[date, str]
 ) -> dict[str, Any]:
-    first, until = employee.active_days(month, last)
+    first, until = employee.active_days(scoring.month, scoring.last)
     days: list[DayScore] = []
-    day, six_day, score_day, hours_for = first, employee.six_day, scorer.score_day, scorer.hours_for
-    while day <= until:
+    six_day, score_day = employee.six_day, scoring.scorer.score_day
+    for day, five_worked, six_worked in scoring.days:
+        if day < first or day > until:
+            continue
         punched, off = punches.get(day), leave.get(day)
         # A day off with nothing on it says nothing: it is not kept (nor reported).
-        if punched or off or hours_for(day, six_day) is not None:
+        if punched or off or (six_worked if six_day else five_worked):
             days.append(score_day(day, punched or (), six_day=six_day, leave=off))
-        day += timedelta(days=1)
-    total = score_month(scorer, month, days, employee.tpp_base)
+    total = score_month(scoring.scorer, scoring.month, days, employee.tpp_base)
+    tl1, tl2, tl3, tl4 = total.tl
+    psw1, psw2, psw3, psw4 = total.psw
     return {
-        "nip": employee.nip,
-        "month": month,
-        "stale": False,
-        "stale_at": None,
-        "scored_through": last,
-        "days": json.dumps([encode_day(d) for d in days], separators=(",", ":")),
-        "working_days": total.working_days,
-        **{f"tl{n + 1}": count for n, count in enumerate(total.tl)},
-        **{f"psw{n + 1}": count for n, count in enumerate(total.psw)},
-        "tk_days": total.tk_days,
-        "leave_days": total.leave_days,
-        "cut_percent": round(total.cut_percent, 4),
-        "cut_amount": total.cut_amount,
-        "scored_at": datetime.now(UTC).replace(tzinfo=None),
-    }
+        "nip": employee.nip, "month": scoring.month, "stale": False, "stale_at": None,
+        "scored_through": scoring.last, "days": json.dumps([encode_day(d) for d in days], separators=(",", ":")),
+        "working_days": total.working_days, "tl1": tl1, "tl2": tl2, "tl3": tl3, "tl4": tl4,
+        "psw1": psw1, "psw2": psw2, "psw3": psw3, "psw4": psw4, "tk_days": total.tk_days,
+        "leave_days": total.leave_days, "cut_percent": round(total.cut_percent, 4), "cut_amount": total.cut_amount,
+        "scored_at": scoring.scored_at,
+    }  # fmt: skip
 
 
 def _kept(conn: Connection, month: date, nips: list[str]) -> dict[str, tuple[str | None, datetime | None]]:

@@ -221,14 +221,43 @@ class _Collector:
                 pair[0], pair[1] = at, state
 
 
+def resolver_for_subjects(conn: Connection, subjects: Collection[SubjectKey]) -> Resolver:
+    """Just the mappings that decide whose ``subjects`` are (a batch's, not the whole registry)."""
+    by_subject: dict[SubjectKey, str] = {}
+    by_device: dict[tuple[str, str, str, str], str] = {}
+    for kind, column in (("zk_user_id", employees.c.zk_user_id), ("card_uid", employees.c.card_uid)):
+        values = sorted({value for k, value in subjects if k == kind})
+        for at in range(0, len(values), _FEW):
+            part = values[at : at + _FEW]
+            by_subject.update(
+                {
+                    (kind, value): nip
+                    for nip, value in conn.execute(select(employees.c.nip, column).where(column.in_(part)))
+                }
+            )
+            mapped = select(subject_mappings).where(
+                subject_mappings.c.subject_kind == kind, subject_mappings.c.subject_value.in_(part)
+            )
+            by_device.update(
+                {(r.gateway_id, r.device_id, r.subject_kind, r.subject_value): r.nip for r in conn.execute(mapped)}
+            )
+    return Resolver(by_subject, by_device)
+
+
+def _subject_key(event: PunchEvent) -> SubjectKey:
+    subject = event.subject
+    if subject.zk_user_id is not None:
+        return ("zk_user_id", subject.zk_user_id)
+    return ("card_uid", subject.card_uid or "")
+
+
 def resolve_events(conn: Connection, zone: ZoneInfo, events: Sequence[PunchEvent]) -> Iterator[tuple[str, datetime]]:
     """(NIP, local time) of each event that resolves to an employee."""
-    resolver = load_resolver(conn)
+    keys = [_subject_key(e) for e in events]
+    resolver = resolver_for_subjects(conn, set(keys))
     clock = LocalClock(zone)
-    for e in events:
-        subject = e.subject
-        kind, value = ("zk_user_id", subject.zk_user_id) if subject.zk_user_id else ("card_uid", subject.card_uid)
-        nip = resolver.nip(e.gateway_id, e.device_id, kind, value or "")
+    for e, (kind, value) in zip(events, keys, strict=True):
+        nip = resolver.nip(e.gateway_id, e.device_id, kind, value)
         if nip is not None:
             yield nip, clock.local(e.occurred_at.astimezone(UTC).replace(tzinfo=None))
 
