@@ -77,7 +77,6 @@ punches = Table(
     Column("captured_at", UtcDateTime, nullable=False, comment="UTC"),
     Column("received_at", UtcDateTime, nullable=False, comment="UTC"),
     Index("uq_punches_event_id", "event_id", unique=True),
-    Index("ix_punches_occurred_at", "occurred_at"),
     # Scoring reads punches subject by subject from this index alone (it covers every column scoring
     # needs): one employee's month after a late punch, or everyone's month.
     Index("ix_punches_subject", "subject_kind", "subject_value", "occurred_at", "punch", "gateway_id", "device_id"),
