@@ -16,8 +16,10 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ekinerja.drivers.sim.cli import port_number
 
@@ -46,16 +48,17 @@ def _port(wanted: int) -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_store(data: Path, port: int, token: str) -> tuple[Any, threading.Thread]:
+def _start_store(data: Path, port: int, token: str, reports_token: str) -> tuple[Any, threading.Thread]:
     import uvicorn
 
-    from ekinerja.config.store import GatewayCredential, StoreConfig, StoreSection
+    from ekinerja.config.store import ApiClient, GatewayCredential, StoreConfig, StoreSection
     from ekinerja.store.app import create_app
     from ekinerja.store.schema import upgrade
 
     config = StoreConfig(
         store=StoreSection(database_url=f"sqlite:///{data / 'store.db'}", listen=f"127.0.0.1:{port}"),
         gateways=[GatewayCredential(id=GATEWAY_ID, token=token)],
+        clients=[ApiClient(id="demo", token=reports_token, can_write=True)],
     )
     upgrade(config.store.database_url)
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
@@ -66,6 +69,33 @@ def _start_store(data: Path, port: int, token: str) -> tuple[Any, threading.Thre
     if not thread.is_alive():
         raise SystemExit(f"the demo store could not listen on 127.0.0.1:{port}")
     return server, thread
+
+
+def employees_csv(users: list[Any], since: date) -> str:
+    """A registry for the simulated terminals' users: made-up but valid NIPs, two units, active
+    from the terminals' first punch (earlier days would all be absences)."""
+    lines = ["nip,name,unit,zk_user_id,card_uid,active_from"]
+    for n, user in enumerate(users):
+        born = date(1975, 1, 1) + timedelta(days=397 * n)
+        nip = f"{born:%Y%m%d}{2000 + n % 20}{n % 12 + 1:02d}{1 + n % 2}{n + 1:03d}"
+        unit = ("Bagian Umum", "Bidang Aset")[n % 2]
+        lines.append(f"{nip},{user.name or 'Pegawai ' + user.user_id},{unit},{user.user_id},,{since}")
+    return "\n".join(lines) + "\n"
+
+
+def _register_employees(data: Path, device: Any) -> str:
+    """Import the demo registry; returns the first NIP, for the example report."""
+    from ekinerja.store.db import make_engine
+    from ekinerja.store.registry import import_employees
+
+    engine = make_engine(f"sqlite:///{data / 'store.db'}")
+    try:
+        since = min((r.timestamp.date() for r in device.records), default=date.today())
+        text = employees_csv(device.users, since)
+        import_employees(engine, text, "demo registry", datetime.now(UTC).replace(tzinfo=None))
+    finally:
+        engine.dispose()
+    return text.splitlines()[1].split(",")[0]
 
 
 def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int]) -> Any:
@@ -108,12 +138,14 @@ def run(args: argparse.Namespace) -> int:
             )
             for n, proto in enumerate(("tcp", "udp"))
         }
-        server, thread = _start_store(data, port, token)
+        reports_token = secrets.token_urlsafe(18)
+        server, thread = _start_store(data, port, token, reports_token)
+        nip = _register_employees(data, sims["tcp"].device)
         store_url = f"http://127.0.0.1:{port}"
         service = GatewayService(_gateway_config(data, store_url, token, {p: s.port for p, s in sims.items()}))
         gateway = threading.Thread(target=service.run, args=(stop,), name="gateway", daemon=True)
         gateway.start()
-        _announce(store_url, sims, data)
+        _announce(store_url, sims, data, reports_token, nip)
         _watch(stop, args.seconds, service, sims, store_url)
         gateway.join(30)
         service.pull_all()  # a last read and push, so the summary compares complete figures
@@ -127,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(store_url: str, sims: dict[str, Any], data: Path) -> None:
+def _announce(store_url: str, sims: dict[str, Any], data: Path, reports_token: str, nip: str) -> None:
     print("e-Kinerja attendance gateway demo")
     for proto, sim in sims.items():
         print(f"  terminal pintu-{proto}: simulated ZKTeco {sim.device.serial} on 127.0.0.1:{sim.port} ({proto})")
@@ -135,6 +167,13 @@ def _announce(store_url: str, sims: dict[str, Any], data: Path) -> None:
     print(f"  punch feed:    {store_url}/v1/feed?after=0")
     print(f"  API (OpenAPI): {store_url}/docs")
     print(f"  health:        {store_url}/healthz")
+    today = datetime.now(ZoneInfo("Asia/Jakarta")).date()  # the offices' day (WIB)
+    month_start = today.replace(day=1)
+    curl = f'curl -H "Authorization: Bearer {reports_token}"'
+    print("  reports (rule profile perma-3-2020, 25 employees registered):")
+    print(f'    {curl} "{store_url}/v1/attendance/daily?nip={nip}&from={month_start}&to={today}"')
+    print(f'    {curl} "{store_url}/v1/attendance/monthly?month={today:%Y-%m}&format=csv"')
+    print(f'    {curl} "{store_url}/v1/discipline?year={today.year}"')
     print("Punches are added every few seconds; press Ctrl-C to stop.", flush=True)
 
 

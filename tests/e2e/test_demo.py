@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "ekinerja.cli"]
 
 
-def test_demo_runs_and_every_punch_reaches_the_store() -> None:
+def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ekinerja.cli", "demo", "--seconds", "6", "--port", "0", "--punch-every", "1"],
+        [*CLI, "demo", "--seconds", "6", "--port", "0", "--punch-every", "1", "--data-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -22,3 +27,17 @@ def test_demo_runs_and_every_punch_reaches_the_store() -> None:
     on_terminals, in_store = map(int, final.groups())
     assert on_terminals == in_store > 240  # 2 x 120 generated, plus the ones punched during the run
     assert "Traceback" not in done.stderr
+
+    # The demo registered the terminals' users: the reports it points to have them.
+    nip = re.search(r"/v1/attendance/daily\?nip=(\d{18})&from=", out)
+    assert nip, out
+    config = tmp_path / "store.toml"
+    config.write_text(f'[store]\ndatabase_url = "sqlite:///{tmp_path}/demo/store.db"\n')
+    today = date.today()
+    daily = subprocess.run(
+        [*CLI, "store", "report", "daily", "--config", str(config), "--nip", nip.group(1),
+         "--from", str(today - timedelta(days=10)), "--to", str(today)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert daily.returncode == 0, daily.stderr
+    assert any(day["first_in"] for day in json.loads(daily.stdout)["days"]), daily.stdout

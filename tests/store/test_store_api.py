@@ -68,14 +68,6 @@ def stored_count(engine: Engine) -> int:
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(CONFIG, engine)) as client:
         yield client

@@ -18,9 +18,7 @@ from sqlalchemy import Engine
 
 from ekinerja.config.store import StoreConfig
 from ekinerja.store.app import create_app
-from ekinerja.store.db import make_engine
 from ekinerja.store.month_scoring import rescore_stale
-from ekinerja.store.schema import upgrade
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 
 GATEWAY = {"Authorization": "Bearer gateway-token-opd-1"}
@@ -55,14 +53,6 @@ def punch(user: str | None, when: datetime, kind: Punch, card: str | None = None
 
 def day(d: int, hour: int, minute: int) -> datetime:
     return datetime(2026, 1, d, hour, minute)
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,10 +13,9 @@ from sqlalchemy import Engine, select
 from ekinerja.config.rules import load_profile
 from ekinerja.store import month_scoring
 from ekinerja.store.attendance import Office, load_employees
-from ekinerja.store.db import attendance_months, make_engine
+from ekinerja.store.db import attendance_months
 from ekinerja.store.ingest import ingest
 from ekinerja.store.registry import import_employees, mark_stale
-from ekinerja.store.schema import upgrade
 from ekinerja.store.scoring import Scorer
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 
@@ -36,9 +34,7 @@ def punch(n: int, when: datetime) -> PunchEvent:
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    engine = make_engine(store_url)
-    upgrade(engine)
+def populated(engine: Engine) -> Engine:
     people = "nip,name,unit,zk_user_id,card_uid,active_from\n" + "".join(
         f"{nip},Pegawai {n},Unit {n % 2},{1000 + n},,2025-01-01\n" for n, nip in enumerate(NIPS)
     )
@@ -46,8 +42,7 @@ def engine(store_url: str) -> Iterator[Engine]:
     events = [punch(n, datetime(2026, 1, day, hour, 7 * n + day % 5)) for n in range(len(NIPS))
               for day in range(5, 24) for hour in (7, 16)]  # fmt: skip
     ingest(engine, Batch(gateway_id="opd-1", sent_at=datetime.now(UTC), events=events), datetime.now(UTC))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def kept(engine: Engine) -> dict[str, tuple[str, int, int]]:
@@ -58,8 +53,9 @@ def kept(engine: Engine) -> dict[str, tuple[str, int, int]]:
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_worker_processes_keep_the_same_rows_as_one_process(
-    engine: Engine, start: str, monkeypatch: pytest.MonkeyPatch
+    populated: Engine, start: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    engine = populated
     assert month_scoring.score_month_rows(engine, OFFICE, MONTH, None, TODAY).months == 4
     alone = kept(engine)
     with engine.begin() as conn:
@@ -71,7 +67,8 @@ def test_worker_processes_keep_the_same_rows_as_one_process(
     assert {nip: json.loads(days)[0][0] for nip, (days, _tk, _tl) in alone.items()} == dict.fromkeys(NIPS, 2)
 
 
-def test_an_input_changed_during_a_pass_leaves_the_row_stale(engine: Engine) -> None:
+def test_an_input_changed_during_a_pass_leaves_the_row_stale(populated: Engine) -> None:
+    engine = populated
     with engine.connect() as conn:
         staff = load_employees(conn, MONTH, date(2026, 1, 31), None)
     before_read = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5)
