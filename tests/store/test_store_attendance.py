@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -208,3 +209,24 @@ def test_today_is_scored_live_and_marked_open(client: TestClient) -> None:
     answer = client.get("/v1/attendance/daily", params={"nip": ANI, "from": today, "to": today}, headers=CORE)
     (only,) = answer.json()["days"]
     assert only["date"] == today and only["first_in"] is not None
+
+
+def test_the_background_job_rescores_without_being_asked(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ekinerja.store.app.RESCORE_INTERVAL_S", 0.2)
+    with TestClient(create_app(CONFIG, engine)) as client:
+        csv_post(client, "/v1/employees", EMPLOYEES)
+        push(client, [punch("1001", day(5, 7, 20), Punch.IN)])
+        assert daily(client, ANI, 6, 6)[0]["tk"]
+        late = [punch("1001", day(6, 7, 29), Punch.IN, device="samping"), punch("1001", day(6, 16, 2), Punch.OUT)]
+        push(client, late)
+        deadline = time.monotonic() + 20
+        items: list[dict[str, Any]] = []
+        while not items and time.monotonic() < deadline:
+            items = client.get("/v1/attendance/changes", headers=CORE).json()["items"]
+            time.sleep(0.1)
+        assert [(i["nip"], i["date"]) for i in items] == [(ANI, "2026-01-06")]
+        # The same punches sent again (a gateway that lost the answer) change nothing.
+        again = Batch(gateway_id="opd-1", sent_at=datetime.now(UTC), events=late).model_dump(mode="json")
+        assert client.post("/v1/punches", json=again, headers=GATEWAY).json()["duplicate"] == 2
+        time.sleep(0.6)
+        assert len(client.get("/v1/attendance/changes", headers=CORE).json()["items"]) == 1
