@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,12 @@ def register(commands: Any) -> None:
         cmd.add_argument("--config", required=True, type=Path, help="path to gateway.toml")
         if name in ("backlog", "devices", "pull", "sync"):
             cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+        if name == "devices":
+            cmd.add_argument(
+                "--users",
+                action="store_true",
+                help="print the enrolled users of every terminal as CSV in the registry's import format",
+            )
         if name == "backlog":
             cmd.add_argument(
                 "--requeue-rejected",
@@ -83,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
 def _devices(args: argparse.Namespace) -> int:
     from ekinerja.drivers.zkteco import DeviceUnavailable
 
+    if args.users:
+        return _device_users(args)
     service = _service(args)
     data: dict[str, Any] = {}
     lines, failed = [], False
@@ -104,6 +114,28 @@ def _devices(args: argparse.Namespace) -> int:
     finally:
         service.close()
     _print(args, data, lines)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _device_users(args: argparse.Namespace) -> int:
+    from ekinerja.drivers.zkteco import DeviceUnavailable
+    from ekinerja.gateway.device_users import users_csv
+
+    service = _service(args)
+    found, failed = {}, False
+    try:
+        for device_id, driver in service.drivers.items():
+            try:
+                found[device_id] = driver.read_users()
+            except DeviceUnavailable as exc:
+                failed = True
+                print(f"{device_id}: OFFLINE, its users are not listed: {exc}", file=sys.stderr)
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps({d: [asdict(u) for u in users] for d, users in found.items()}, indent=2))
+    else:
+        sys.stdout.write(users_csv(found))
     return EXIT_FAILED if failed else EXIT_OK
 
 
