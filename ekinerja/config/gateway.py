@@ -74,7 +74,19 @@ class ZkDevice(Section):
     timezone: ZoneName | None = Field(default=None, description="The terminal's zone; the gateway's when omitted.")
     clock_policy: Literal["alert", "correct"] = Field(
         default="alert",
-        description="alert: keep device time and report skew; correct: occurred_at corrected by the skew.",
+        description=(
+            "alert: keep the device's clock and report its skew; correct: occurred_at corrected by the skew, "
+            "and the device's clock set to the gateway's once the skew passes clock_threshold_s, at a quiet moment."
+        ),
+    )
+    clock_threshold_s: float = Field(
+        default=120.0, ge=1, le=86400, description="Skew (seconds) from which the clock is reported or set."
+    )
+    quiet_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        le=1440,
+        description="correct: set the clock only when no punch was recorded in the last this many minutes.",
     )
     encoding: str = Field(default="UTF-8", description="Text encoding of user names and ids on the terminal.")
 

@@ -119,6 +119,16 @@ cursors = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+clock_settings = Table(
+    "clock_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("device_serial", String(64)),
+    Column("skew_s", Float, nullable=False),
+    Column("set_at", DateTime, nullable=False),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,
@@ -426,6 +436,18 @@ class Buffer:
             acked=int(by_status.get(ACKED, 0)),
             quarantined=int(quarantined),
         )
+
+    def record_clock_set(self, device_id: str, serial: str | None, skew_s: float) -> None:
+        """Keep a record that the gateway set a device's clock, and by how much it was off."""
+        row = {"device_id": device_id, "device_serial": serial, "skew_s": skew_s, "set_at": _utcnow()}
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(clock_settings.insert().values(**row))
+
+    def clock_settings(self) -> list[tuple[str, str | None, float, datetime]]:
+        """Every clock the gateway set: (device_id, serial, skew removed, when in UTC), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(clock_settings).order_by(clock_settings.c.id)).all()
+        return [(r.device_id, r.device_serial, r.skew_s, r.set_at.replace(tzinfo=UTC)) for r in rows]
 
     def quarantined(self) -> list[QuarantinedRecord]:
         """Every quarantined record, oldest first."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ekinerja.config.gateway import GatewayConfig, ZkDevice
 from ekinerja.drivers.zkteco import DeviceInfo, DeviceUnavailable, PullResult, ZkDriver, ZkSettings
 from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.clock_policy import should_set_clock
 
 if TYPE_CHECKING:
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
@@ -37,6 +38,7 @@ class DeviceStatus:
     last_poll: datetime | None = None
     last_error: str | None = None
     last_new: int = 0
+    last_clock_set: tuple[datetime, float] | None = None  # when, and the skew it removed
 
 
 def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
@@ -61,6 +63,7 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
+        self.devices = {d.id: d for d in config.devices}
         self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.devices}
         self.status = {d.id: DeviceStatus(d.id) for d in config.devices}
         self.on_new_events: Callable[[], None] = lambda: None
@@ -107,7 +110,34 @@ class GatewayService:
         driver.backoff.succeeded()
         status.online, status.info, status.last_error = True, result.info, None
         status.last_new = self._store(device_id, result)
+        self._keep_clock(device_id, result)
         return result
+
+    def _keep_clock(self, device_id: str, result: PullResult) -> None:
+        """Set the device's clock when its policy says so (see clock_policy.should_set_clock)."""
+        device, info = self.devices[device_id], result.info
+        if not should_set_clock(
+            policy=device.clock_policy,
+            skew_s=info.clock_skew_s,
+            threshold_s=device.clock_threshold_s,
+            device_time=info.device_time,
+            last_punch=result.cursor.last_device_time,
+            quiet=timedelta(minutes=device.quiet_minutes),
+        ):
+            return
+        try:
+            self.drivers[device_id].set_time()
+        except DeviceUnavailable as exc:
+            log.warning("%s: could not set its clock (%s); the next quiet poll tries again", device_id, exc)
+            return
+        self.buffer.record_clock_set(device_id, info.serial, info.clock_skew_s)
+        self.status[device_id].last_clock_set = (datetime.now(UTC), info.clock_skew_s)
+        log.warning(
+            "%s (serial %s): its clock was %+.0f s off; set to the gateway's clock (clock_policy = correct)",
+            device_id,
+            info.serial,
+            info.clock_skew_s,
+        )
 
     def _store(self, device_id: str, result: PullResult) -> int:
         if not result.downloaded:

@@ -68,6 +68,8 @@ def test_env_secret_and_relative_data_dir(tmp_path: Path, monkeypatch: pytest.Mo
         ),
         (lambda t: t.replace('url = "http://127.0.0.1:8400"', ""), "store.url: required key is missing"),
         (lambda t: t.replace("[store]", "[store\n"), "invalid TOML"),
+        (lambda t: t + "clock_threshold_s = 0\n", "devices[0].clock_threshold_s: Input should be greater than"),
+        (lambda t: t + 'clock_policy = "fix"\n', "devices[0].clock_policy: Input should be 'alert' or 'correct'"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: object, expected: str) -> None:
