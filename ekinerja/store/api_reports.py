@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 Unit = Annotated[str | None, Query(max_length=200, description="only this unit")]
 _NIP = r"^\d{18}$"
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$")
 
 
 def _answer(report: Report, fmt: str, name: str) -> Response:

@@ -28,14 +28,14 @@ from ekinerja.config.store import StoreConfig
 from ekinerja.store import api_registry, api_reports
 from ekinerja.store.api_deps import State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
-from ekinerja.store.attendance import Office, punches_arrived
+from ekinerja.store.attendance import Office, mark_arrived
 from ekinerja.store.auth import ClientAuth, GatewayAuth
 from ekinerja.store.db import db_error_message, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest
 from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.store.schema import current_revision, head_revision
-from ekinerja.sync.contract import Batch, BatchResult, FeedPage, Outcome
+from ekinerja.sync.contract import Batch, BatchResult, FeedPage
 
 log = logging.getLogger("ekinerja.store")
 
@@ -137,10 +137,8 @@ def post_punches(
             "refused a batch from %s: token of %s, batch of %s", client_host(request), gateway_id, batch.gateway_id
         )
         raise HTTPException(403, f"this token belongs to gateway {gateway_id!r}, not {batch.gateway_id!r}")
-    result = ingest(state.engine, batch, datetime.now(UTC))
-    if result.accepted:
-        accepted = {r.event_id for r in result.results if r.outcome is Outcome.ACCEPTED}
-        punches_arrived(state.engine, state.office, [e for e in batch.events if e.event_id in accepted])
+    office = state.office
+    result = ingest(state.engine, batch, datetime.now(UTC), lambda conn, new: mark_arrived(conn, office, new))
     # Built by the store itself: serialize directly instead of letting FastAPI validate it again.
     return Response(result.model_dump_json(), media_type="application/json")
 

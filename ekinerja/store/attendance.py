@@ -12,6 +12,8 @@ again. Days scored for the first time are not changes: the reports have them.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 from collections.abc import Collection, Iterable, Sequence
@@ -49,6 +51,12 @@ class Office:
         """The profile and zone ``store.toml`` names (a ConfigError when the profile is wrong)."""
         profile = load_profile(config.store.rules, config_dir)
         return cls(Scorer(profile), ZoneInfo(config.store.timezone or profile.timezone))
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What scored a kept row: the profile as loaded and the zone; a change means scoring again."""
+        text = self.scorer.profile.model_dump_json() + self.zone.key
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def now(self) -> datetime:
         """The offices' wall clock now."""
@@ -134,16 +142,16 @@ class Rescore:
     changed_days: int = 0
 
 
-def punches_arrived(engine: Engine, office: Office, events: Sequence[PunchEvent]) -> None:
-    """Mark the months the new punches fall in as stale, for the employees they resolve to."""
-    if not events:
-        return
-    with engine.begin() as conn:
-        by_month: dict[date, set[str]] = {}
-        for nip, local in resolve_events(conn, office.zone, events):
-            by_month.setdefault(local.date().replace(day=1), set()).add(nip)
-        for month, nips in by_month.items():
-            mark_stale(conn, nips, month)
+def mark_arrived(conn: Connection, office: Office, events: Sequence[PunchEvent]) -> None:
+    """Mark the months the new punches fall in as stale, for the employees they resolve to.
+
+    Runs in the transaction that stores the punches (``ingest``'s ``on_stored``).
+    """
+    by_month: dict[date, set[str]] = {}
+    for nip, local in resolve_events(conn, office.zone, events):
+        by_month.setdefault(local.date().replace(day=1), set()).add(nip)
+    for month, nips in by_month.items():
+        mark_stale(conn, nips, month)
 
 
 def kept_days(engine: Engine, months: Iterable[date], nips: Collection[str] | None) -> dict[str, list[DayScore]]:

@@ -41,7 +41,7 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     report.add_argument("--from", dest="first", type=date.fromisoformat, help="daily: first day YYYY-MM-DD")
     report.add_argument("--to", dest="last", type=date.fromisoformat, help="daily: last day YYYY-MM-DD")
     report.add_argument("--month", type=_month, help="monthly: YYYY-MM")
-    report.add_argument("--year", type=int, help="discipline: the year")
+    report.add_argument("--year", type=_year, help="discipline: the year")
     report.add_argument("--as-of", type=date.fromisoformat, help="discipline: count up to this day")
     report.add_argument("--unit", help="monthly, discipline: only this unit")
     report.add_argument("--format", choices=["json", "csv"], default="json")
@@ -50,9 +50,18 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _month(text: str) -> date:
     try:
-        return datetime.strptime(text, "%Y-%m").date()
+        month = datetime.strptime(text, "%Y-%m").date()
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a month as YYYY-MM") from None
+    if not 1900 <= month.year <= 2199:
+        raise argparse.ArgumentTypeError(f"{text!r}: the year must be between 1900 and 2199")
+    return month
+
+
+def _year(text: str) -> int:
+    if not text.isdigit() or not 1900 <= int(text) <= 2199:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year between 1900 and 2199")
+    return int(text)
 
 
 def _read(path: Path) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ekinerja.errors import OperatorError
 
@@ -63,6 +63,15 @@ def read_table(text: str, source: str, required: tuple[str, ...], optional: tupl
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        return _read_rows(reader, source, required, optional)
+    except csv.Error as exc:
+        raise CsvRejected(
+            source, [f"line {reader.line_num}: not readable as CSV ({exc}); an unclosed quote?"]
+        ) from None
+
+
+def _read_rows(reader: Any, source: str, required: tuple[str, ...], optional: tuple[str, ...]) -> CsvTable:
     header = [h.strip().lower() for h in next(reader, [])]
     missing = [c for c in required if c not in header]
     if missing:
@@ -153,6 +162,8 @@ def text_field(row: dict[str, str], column: str, max_length: int, *, required: b
         return None
     if len(value) > max_length:
         raise RowProblem(f"{column} is longer than {max_length} characters")
+    if not value.isprintable():
+        raise RowProblem(f"{column} holds a control character (a tab, a line break or a NUL)")
     return value
 
 

@@ -34,7 +34,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
@@ -168,6 +168,8 @@ attendance_months = Table(
     Column("month", Date(), primary_key=True, comment="first day of the month"),
     Column("stale", Boolean(), nullable=False, comment="an input changed since it was scored"),
     Column("stale_at", UtcDateTime, nullable=True, comment="when an input last changed"),
+    Column("version", Integer(), nullable=False, server_default=text("0"), comment="input changes so far"),
+    Column("scored_with", String(64), nullable=True, comment="fingerprint of the rule profile and zone"),
     Column("scored_through", Date(), nullable=True, comment="the last day scored"),
     Column("days", Text(), nullable=True, comment="the day scores, JSON"),
     Column("working_days", Integer(), nullable=False, server_default=text("0")),
@@ -194,6 +196,15 @@ day_changes = Table(
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )
+
+
+def insert_ignoring(conn: Any, table: Table, keys: list[str]) -> Any:
+    """An INSERT that skips rows whose ``keys`` are already there, on every backend."""
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        return table.insert().prefix_with("IGNORE")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
 
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000

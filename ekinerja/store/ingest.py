@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,12 +38,18 @@ _INGEST_LOCK = threading.Lock()
 """Serializes ingests so that seq order is commit order (see the module docstring)."""
 
 
-def ingest(engine: Engine, batch: Batch, received_at: datetime) -> BatchResult:
+def ingest(
+    engine: Engine,
+    batch: Batch,
+    received_at: datetime,
+    on_stored: Callable[[Connection, list[PunchEvent]], None] | None = None,
+) -> BatchResult:
     """Store ``batch``; answer accepted, duplicate or rejected (with a reason) per event.
 
     Events already stored, and repeats of an event within the batch, are duplicates carrying the
     seq of the stored copy. Rejected events are not stored. Either the whole batch's new events
-    are committed or none are.
+    are committed or none are; ``on_stored`` runs in the same transaction with the new events (the
+    store marks their months for re-scoring there, so no punch can be stored unmarked).
     """
     received = _naive_utc(received_at)
     rows: dict[str, dict[str, Any]] = {}
@@ -60,6 +66,9 @@ def ingest(engine: Engine, batch: Batch, received_at: datetime) -> BatchResult:
         new = [row for event_id, row in rows.items() if event_id not in seqs]
         inserted = _insert_ignoring_duplicates(connection, new) if new else 0
         seqs.update(_seqs_of(connection, [row["event_id"] for row in new]))
+        if on_stored is not None and new:
+            new_ids = {row["event_id"] for row in new}
+            on_stored(connection, [e for e in batch.events if e.event_id in new_ids])
     if inserted != len(new):
         # Only possible when another process writes the same database: ids it stored first are
         # still reported accepted here, which is harmless to the gateway (both mean "stored").

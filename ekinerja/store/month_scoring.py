@@ -21,11 +21,11 @@ from datetime import UTC, date, datetime, timedelta
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 
 from ekinerja.bulk import gc_paused
 from ekinerja.store.attendance import Employee, Office, Rescore, encode_day, load_employees, month_end
-from ekinerja.store.db import attendance_months, day_changes, make_engine
+from ekinerja.store.db import attendance_months, day_changes, insert_ignoring, make_engine
 from ekinerja.store.entries import leave_in, manual_in
 from ekinerja.store.punch_input import load_punches
 from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
@@ -44,15 +44,15 @@ def score_month_rows(engine: Engine, office: Office, month: date, nips: Collecti
     last = min(month_end(month), today - timedelta(days=1))
     if last < month:
         return Rescore()
-    started = datetime.now(UTC).replace(tzinfo=None)
     clock = time.perf_counter()
     with engine.connect() as conn:
         staff = load_employees(conn, month, last, nips)
+    _drop_inactive(engine, month, nips, {e.nip for e in staff})
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     if len(staff) >= PARALLEL_FROM and workers > 1 and _shareable(engine):
-        done = _in_processes(engine, office, month, last, staff, started, workers)
+        done = _in_processes(engine, office, month, last, staff, workers)
     else:
-        done = score_and_keep(engine, office, month, last, staff, started, everyone=nips is None)
+        done = score_and_keep(engine, office, month, last, staff, everyone=nips is None)
     if done.months >= PARALLEL_FROM:
         log.info(
             "scored %s for %d employee(s) in %.1f s; %d day(s) changed",
@@ -74,6 +74,7 @@ def ensure_scored(engine: Engine, office: Office, months: Iterable[date], nips: 
                 attendance_months.c.month == month,
                 attendance_months.c.stale.is_(False),
                 attendance_months.c.scored_through >= last,
+                attendance_months.c.scored_with == office.fingerprint,
             )
             fresh = set(conn.execute(query).scalars())
         behind = staff - fresh
@@ -101,15 +102,33 @@ def rescore_stale(engine: Engine, office: Office) -> Rescore:
     return done
 
 
+def _drop_inactive(engine: Engine, month: date, nips: Collection[str] | None, active: set[str]) -> None:
+    """Forget kept rows of employees no longer active in ``month`` (their active range was changed)."""
+    table = attendance_months
+    with engine.begin() as conn:
+        query = select(table.c.nip).where(table.c.month == month)
+        gone = [nip for nip in conn.execute(query).scalars() if nip not in active and (nips is None or nip in nips)]
+        for start in range(0, len(gone), _CHUNK):
+            conn.execute(delete(table).where(table.c.month == month, table.c.nip.in_(gone[start : start + _CHUNK])))
+
+
 def score_and_keep(
-    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], started: datetime,
-    *, everyone: bool = False,
+    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], *, everyone: bool = False,
 ) -> Rescore:  # fmt: skip
-    """Score ``staff``'s month from the database's inputs and keep the rows (one transaction to write)."""
+    """Score ``staff``'s month from the database's inputs and keep the rows (one transaction to write).
+
+    The rows' versions are read before the inputs: a row whose inputs changed since (a late punch,
+    a leave, a mapping, committed while this pass read) has a newer version, keeps its stale mark
+    and is scored again by the next pass.
+    """
     chosen = None if everyone else {e.nip for e in staff}
+    with engine.connect() as conn:
+        versions = _versions(conn, month, [e.nip for e in staff])
     with gc_paused(), engine.connect() as conn:
         rows = _score_staff(conn, office, month, last, staff, chosen)
-    return _keep(engine, month, rows, started)
+    for row in rows:
+        row["scored_with"] = office.fingerprint
+    return _keep(engine, month, rows, versions)
 
 
 def _score_staff(
@@ -125,19 +144,54 @@ def _score_staff(
     return [_score_employee(scoring, e, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff]
 
 
-def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], started: datetime) -> Rescore:
+def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], versions: dict[str, int]) -> Rescore:
+    table = attendance_months
     with engine.begin() as conn:
         old = _kept(conn, month, [row["nip"] for row in rows])
-        changes = _changed_days(rows, old)
-        for row in rows:
-            stale_at = old.get(row["nip"], (None, None))[1]
-            if stale_at is not None and stale_at >= started:  # changed while this pass read: score again
-                row["stale"], row["stale_at"] = True, stale_at
-        _replace_rows(conn, month, rows)
+        known = [
+            {f"v_{name}": value for name, value in row.items()} | {"b_version": versions[row["nip"]]}
+            for row in rows
+            if row["nip"] in versions
+        ]
+        if known:
+            values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in rows[0] if name not in ("nip", "month")}
+            update = table.update().where(
+                table.c.month == month, table.c.nip == bindparam("v_nip"), table.c.version == bindparam("b_version")
+            )
+            conn.execute(update.values(values), known)
+        new = [row for row in rows if row["nip"] not in versions]
+        if new:  # a row added meanwhile (marked stale by a late input) wins: it is scored again next
+            conn.execute(insert_ignoring(conn, table, ["nip", "month"]), new)
+        stamp = rows[0]["scored_at"] if rows else None
+        kept = _applied(conn, month, [row["nip"] for row in rows], stamp)
+        changes = _changed_days([row for row in rows if row["nip"] in kept], old)
         if changes:
             now = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(day_changes.insert(), [{"nip": nip, "day": day, "changed_at": now} for nip, day in changes])
-    return Rescore(months=len(rows), changed_days=len(changes))
+    return Rescore(months=len(kept), changed_days=len(changes))
+
+
+def _versions(conn: Connection, month: date, nips: list[str]) -> dict[str, int]:
+    table = attendance_months
+    found: dict[str, int] = {}
+    for start in range(0, len(nips), _CHUNK):
+        query = select(table.c.nip, table.c.version).where(
+            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK])
+        )
+        found.update({nip: version for nip, version in conn.execute(query)})
+    return found
+
+
+def _applied(conn: Connection, month: date, nips: list[str], stamp: datetime | None) -> set[str]:
+    """The rows this pass's write landed in (its scored_at stamp)."""
+    table = attendance_months
+    found: set[str] = set()
+    for start in range(0, len(nips), _CHUNK):
+        query = select(table.c.nip).where(
+            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK]), table.c.scored_at == stamp
+        )
+        found.update(conn.execute(query).scalars())
+    return found
 
 
 def _shareable(engine: Engine) -> bool:
@@ -153,14 +207,14 @@ def _context() -> BaseContext:
 
 
 def _in_processes(
-    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], started: datetime, workers: int
+    engine: Engine, office: Office, month: date, last: date, staff: list[Employee], workers: int
 ) -> Rescore:
     url = engine.url.render_as_string(hide_password=False)
     size = -(-len(staff) // workers)
     parts = [staff[i : i + size] for i in range(0, len(staff), size)]
     done = Rescore()
     with ProcessPoolExecutor(len(parts), mp_context=_context()) as pool:
-        futures = [pool.submit(_score_part, url, office, month, last, part, started) for part in parts]
+        futures = [pool.submit(_score_part, url, office, month, last, part) for part in parts]
         for future in futures:
             part_done = future.result()
             done.months += part_done.months
@@ -168,10 +222,10 @@ def _in_processes(
     return done
 
 
-def _score_part(url: str, office: Office, month: date, last: date, staff: list[Employee], started: datetime) -> Rescore:
+def _score_part(url: str, office: Office, month: date, last: date, staff: list[Employee]) -> Rescore:
     engine = make_engine(url)
     try:
-        return score_and_keep(engine, office, month, last, staff, started)
+        return score_and_keep(engine, office, month, last, staff)
     finally:
         engine.dispose()
 
@@ -210,7 +264,7 @@ def _score_employee(
     tl1, tl2, tl3, tl4 = total.tl
     psw1, psw2, psw3, psw4 = total.psw
     return {
-        "nip": employee.nip, "month": scoring.month, "stale": False, "stale_at": None,
+        "nip": employee.nip, "month": scoring.month, "stale": False,
         "scored_through": scoring.last, "days": json.dumps([encode_day(d) for d in days], separators=(",", ":")),
         "working_days": total.working_days, "tl1": tl1, "tl2": tl2, "tl3": tl3, "tl4": tl4,
         "psw1": psw1, "psw2": psw2, "psw3": psw3, "psw4": psw4, "tk_days": total.tk_days,
@@ -219,24 +273,22 @@ def _score_employee(
     }  # fmt: skip
 
 
-def _kept(conn: Connection, month: date, nips: list[str]) -> dict[str, tuple[str | None, datetime | None]]:
-    """The kept days (JSON) and the last input change of each row."""
-    kept: dict[str, tuple[str | None, datetime | None]] = {}
+def _kept(conn: Connection, month: date, nips: list[str]) -> dict[str, str]:
+    """The kept days (JSON) of each row that has them."""
+    kept: dict[str, str] = {}
     table = attendance_months
     for start in range(0, len(nips), _CHUNK):
-        query = select(table.c.nip, table.c.days, table.c.stale_at).where(
+        query = select(table.c.nip, table.c.days).where(
             table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK])
         )
-        kept.update({nip: (days, stale_at) for nip, days, stale_at in conn.execute(query)})
+        kept.update({nip: days for nip, days in conn.execute(query) if days})
     return kept
 
 
-def _changed_days(
-    rows: list[dict[str, Any]], old: dict[str, tuple[str | None, datetime | None]]
-) -> list[tuple[str, date]]:
+def _changed_days(rows: list[dict[str, Any]], old: dict[str, str]) -> list[tuple[str, date]]:
     changes = []
     for row in rows:
-        before = old.get(row["nip"], (None, None))[0]
+        before = old.get(row["nip"])
         if before is None or before == row["days"]:
             continue
         was = {item[0]: item for item in json.loads(before)}
@@ -244,15 +296,3 @@ def _changed_days(
             if item[0] in was and was[item[0]] != item:
                 changes.append((row["nip"], row["month"].replace(day=item[0])))
     return changes
-
-
-def _replace_rows(conn: Connection, month: date, rows: list[dict[str, Any]]) -> None:
-    nips = [row["nip"] for row in rows]
-    for start in range(0, len(nips), _CHUNK):
-        conn.execute(
-            delete(attendance_months).where(
-                attendance_months.c.month == month, attendance_months.c.nip.in_(nips[start : start + _CHUNK])
-            )
-        )
-    if rows:
-        conn.execute(attendance_months.insert(), rows)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, literal_column, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from ekinerja.store.csv_input import (
@@ -55,6 +55,9 @@ def nip_problem(nip: str) -> str | None:
     year, month = int(nip[8:12]), int(nip[12:14])
     if not 1 <= month <= 12 or year < 1900:
         return f"NIP {nip}: {nip[8:14]} is not a real appointment month"
+    this_year = date.today().year
+    if born.year > this_year - 15 or year > this_year + 1:
+        return f"NIP {nip}: born {born.year} or appointed {year}, which cannot be"
     if year < born.year:
         return f"NIP {nip}: appointed ({year}) before born ({born.year})"
     if nip[14] not in "12":
@@ -98,6 +101,8 @@ def employee_from_row(row: dict[str, str]) -> EmployeeRecord:
     assert active_from is not None
     if active_to is not None and active_to < active_from:
         raise RowProblem(f"active_to {active_to} is before active_from {active_from}")
+    if active_from.year < 1950:
+        raise RowProblem(f"active_from {active_from} is before 1950")
     return EmployeeRecord(
         nip=nip,
         name=text_field(row, "name", 200) or "",
@@ -158,11 +163,17 @@ def import_employees(engine: Engine, text: str, source: str, now: datetime) -> I
                 updates.append({f"v_{name}": value for name, value in values.items()} | {"key": record.nip})
             touched.add(record.nip)
             touched |= {holders[c][getattr(record, c)] for c in holders if getattr(record, c) in holders[c]}
-        if inserts:
-            conn.execute(employees.insert(), inserts)
         if updates:
+            # Ids may move between employees within one file (a swap): free them all before any is taken.
+            freed = [{"key": u["key"]} for u in updates]
+            conn.execute(
+                employees.update().where(employees.c.nip == bindparam("key")).values(zk_user_id=None, card_uid=None),
+                freed,
+            )
             columns: dict[str, Any] = {name[2:]: bindparam(name) for name in updates[0] if name != "key"}
             conn.execute(employees.update().where(employees.c.nip == bindparam("key")).values(columns), updates)
+        if inserts:
+            conn.execute(employees.insert(), inserts)
         mark_stale(conn, touched)
     return ImportSummary(len(inserts), len(updates), len(records) - len(inserts) - len(updates), ignored)
 
@@ -187,8 +198,9 @@ def _held_by_others(records: list[tuple[int, EmployeeRecord]], existing: dict[st
 def mark_stale(conn: Connection, nips: Iterable[str], month: date | None = None) -> None:
     """Mark kept months of ``nips`` for re-scoring: every month kept, or one ``month``.
 
-    With a ``month``, a row is added for an employee who has none yet: a scoring pass that read
-    its inputs before this change then cannot keep a result that misses it.
+    Each mark counts up the row's ``version``; a scoring pass keeps its result only where the
+    version is still the one it saw before reading its inputs. With a ``month``, a row is added
+    for an employee who has none yet, so that the count exists for a pass running meanwhile.
     """
     chosen = sorted(set(nips))
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -197,23 +209,26 @@ def mark_stale(conn: Connection, nips: Iterable[str], month: date | None = None)
         part = chosen[start : start + 500]
         stmt = update(table).where(table.c.nip.in_(part))
         if month is None:
-            conn.execute(stmt.values(stale=True, stale_at=now))
+            conn.execute(stmt.values(stale=True, stale_at=now, version=attendance_months.c.version + 1))
             continue
-        _upsert_stale(conn, [{"nip": nip, "month": month, "stale": True, "stale_at": now} for nip in part])
+        rows = [{"nip": nip, "month": month, "stale": True, "stale_at": now, "version": 1} for nip in part]
+        _upsert_stale(conn, rows)
 
 
 def _upsert_stale(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert the rows, or mark the existing ones stale: one statement, so no scoring pass slips between."""
     table = attendance_months
     dialect = conn.dialect.name
+    bumped = table.c.version + literal_column("1")  # literal: pymysql cannot batch a bound value here
     stmt: Any
     if dialect in ("mysql", "mariadb"):
         stmt = mysql.insert(table)
-        stmt = stmt.on_duplicate_key_update(stale=stmt.inserted.stale, stale_at=stmt.inserted.stale_at)
+        stmt = stmt.on_duplicate_key_update(stale=stmt.inserted.stale, stale_at=stmt.inserted.stale_at, version=bumped)
     else:
         stmt = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["nip", "month"], set_={"stale": stmt.excluded.stale, "stale_at": stmt.excluded.stale_at}
+            index_elements=["nip", "month"],
+            set_={"stale": stmt.excluded.stale, "stale_at": stmt.excluded.stale_at, "version": bumped},
         )
     conn.execute(stmt, rows)
 

@@ -46,8 +46,8 @@ class Report:
         """One CSV line per row; list values spread over numbered columns (tl1..tl4)."""
         flat = [_flatten(row) for row in self.rows]
         out = io.StringIO()
-        columns = list(flat[0]) if flat else []
-        writer = csv.DictWriter(out, columns, lineterminator="\n")
+        columns = list(dict.fromkeys(name for row in flat for name in row))  # rows may lack some (crossed_...)
+        writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(flat)
         return out.getvalue()

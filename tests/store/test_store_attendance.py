@@ -230,3 +230,24 @@ def test_the_background_job_rescores_without_being_asked(engine: Engine, monkeyp
         assert client.post("/v1/punches", json=again, headers=GATEWAY).json()["duplicate"] == 2
         time.sleep(0.6)
         assert len(client.get("/v1/attendance/changes", headers=CORE).json()["items"]) == 1
+
+
+def test_punches_are_stored_only_with_their_months_marked(
+    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv_post(client, "/v1/employees", EMPLOYEES)
+    assert daily(client, ANI, 6, 6)[0]["tk"]  # January is kept
+    late = [punch("1001", day(6, 7, 29), Punch.IN)]
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the database went away while marking")
+
+    monkeypatch.setattr("ekinerja.store.app.mark_arrived", broken)
+    with pytest.raises(RuntimeError):
+        push(client, late)
+    assert client.get("/v1/feed", params={"after": 0}).json()["items"] == [], "stored without its mark"
+    monkeypatch.undo()
+    push(client, late)  # the gateway sends it again: new, and marked
+    rescore_stale(engine, client.app.state.store.office)  # type: ignore[attr-defined]
+    assert daily(client, ANI, 6, 6)[0]["first_in"] == "2026-01-06T07:29:00"
+    assert client.get("/v1/attendance/monthly", params={"month": "0000-01"}, headers=CORE).status_code == 422

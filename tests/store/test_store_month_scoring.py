@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
 
 from ekinerja.config.rules import load_profile
-from ekinerja.store import month_scoring
-from ekinerja.store.attendance import Office, load_employees
+from ekinerja.store import entries, month_scoring
+from ekinerja.store.attendance import Office, kept_days
 from ekinerja.store.db import attendance_months
 from ekinerja.store.ingest import ingest
 from ekinerja.store.registry import import_employees, mark_stale
@@ -67,17 +68,36 @@ def test_worker_processes_keep_the_same_rows_as_one_process(
     assert {nip: json.loads(days)[0][0] for nip, (days, _tk, _tl) in alone.items()} == dict.fromkeys(NIPS, 2)
 
 
-def test_an_input_changed_during_a_pass_leaves_the_row_stale(populated: Engine) -> None:
+def test_an_input_committed_while_a_pass_reads_leaves_the_row_stale(
+    populated: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = populated
-    with engine.connect() as conn:
-        staff = load_employees(conn, MONTH, date(2026, 1, 31), None)
-    before_read = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=5)
-    with engine.begin() as conn:  # a late punch arrives while the pass is reading
+    assert month_scoring.score_month_rows(engine, OFFICE, MONTH, None, TODAY).months == 4
+    leave = entries.LeaveEntry(NIPS[0], "CT", date(2026, 1, 7), date(2026, 1, 7), "keperluan keluarga", "Kasubbag")
+    reading = month_scoring._score_staff
+
+    def leave_arrives_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        rows = reading(*args, **kwargs)  # the pass has read its inputs: the leave is not in them
+        entries.add_leave(engine, [(1, leave)], "test", "operator", datetime.now(UTC).replace(tzinfo=None))
+        return rows
+
+    monkeypatch.setattr(month_scoring, "_score_staff", leave_arrives_meanwhile)
+    with engine.begin() as conn:
         mark_stale(conn, [NIPS[0]], MONTH)
-    month_scoring.score_and_keep(engine, OFFICE, MONTH, date(2026, 1, 31), staff, before_read)
+    month_scoring.rescore_stale(engine, OFFICE)
+    monkeypatch.setattr(month_scoring, "_score_staff", reading)
     with engine.connect() as conn:
         stale = dict(conn.execute(select(attendance_months.c.nip, attendance_months.c.stale)).all())
-    assert stale == {NIPS[0]: True, NIPS[1]: False, NIPS[2]: False, NIPS[3]: False}
+    assert stale[NIPS[0]] is True, "a result that misses the leave was kept as current"
     assert month_scoring.rescore_stale(engine, OFFICE).months == 1
-    with engine.connect() as conn:
-        assert not any(conn.execute(select(attendance_months.c.stale)).scalars())
+    days = kept_days(engine, [MONTH], {NIPS[0]})[NIPS[0]]
+    assert next(d for d in days if d.date == date(2026, 1, 7)).leave == "CT"
+
+
+def test_an_employee_no_longer_active_leaves_the_reports(populated: Engine) -> None:
+    engine = populated
+    month_scoring.score_month_rows(engine, OFFICE, MONTH, None, TODAY)
+    people = f"nip,name,unit,zk_user_id,card_uid,active_from\n{NIPS[0]},Pegawai 0,Unit 0,1000,,2026-03-01\n"
+    import_employees(engine, people, "test", datetime.now(UTC).replace(tzinfo=None))
+    month_scoring.rescore_stale(engine, OFFICE)
+    assert NIPS[0] not in kept(engine) and len(kept(engine)) == 3

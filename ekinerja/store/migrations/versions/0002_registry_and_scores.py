@@ -128,6 +128,8 @@ def _scores() -> None:
         sa.Column("month", sa.Date(), nullable=False, comment="first day of the month"),
         sa.Column("stale", sa.Boolean(), nullable=False, comment="an input changed since it was scored"),
         sa.Column("stale_at", _instant(), nullable=True, comment="when an input last changed"),
+        sa.Column("version", sa.Integer(), nullable=False, server_default=_zero(), comment="input changes so far"),
+        sa.Column("scored_with", sa.String(64), nullable=True, comment="fingerprint of the rule profile and zone"),
         sa.Column("scored_through", sa.Date(), nullable=True, comment="the last day scored"),
         sa.Column("days", sa.Text(), nullable=True, comment="the day scores, JSON"),
         sa.Column("working_days", sa.Integer(), nullable=False, server_default=_zero()),
