@@ -106,8 +106,11 @@ def _drop_inactive(engine: Engine, month: date, nips: Collection[str] | None, ac
     """Forget kept rows of employees no longer active in ``month`` (their active range was changed)."""
     table = attendance_months
     with engine.begin() as conn:
-        query = select(table.c.nip).where(table.c.month == month)
-        gone = [nip for nip in conn.execute(query).scalars() if nip not in active and (nips is None or nip in nips)]
+        if nips is None:
+            query = select(table.c.nip).where(table.c.month == month)
+            gone = [nip for nip in conn.execute(query).scalars() if nip not in active]
+        else:
+            gone = sorted(set(nips) - active)
         for start in range(0, len(gone), _CHUNK):
             conn.execute(delete(table).where(table.c.month == month, table.c.nip.in_(gone[start : start + _CHUNK])))
 
