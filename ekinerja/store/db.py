@@ -197,6 +197,16 @@ day_changes = Table(
     mysql_charset="utf8mb4",
 )
 
+feed_locks = Table(
+    "feed_locks",
+    metadata,
+    Column("name", String(32), primary_key=True, comment="a feed whose writers take turns"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+"""One row per feed written by several processes: a writer locks it (SELECT ... FOR UPDATE) before
+taking seqs, so seqs are handed out in commit order and a reader resuming at ``after`` misses none."""
+
 
 def insert_ignoring(conn: Any, table: Table, keys: list[str]) -> Any:
     """An INSERT that skips rows whose ``keys`` are already there, on every backend."""

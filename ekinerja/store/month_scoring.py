@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select
 
 from ekinerja.bulk import gc_paused
 from ekinerja.store.attendance import Employee, Office, Rescore, encode_day, load_employees, month_end
-from ekinerja.store.db import attendance_months, day_changes, insert_ignoring, make_engine
+from ekinerja.store.db import attendance_months, day_changes, feed_locks, insert_ignoring, make_engine
 from ekinerja.store.entries import leave_in, manual_in
 from ekinerja.store.punch_input import load_punches
 from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
@@ -169,6 +169,8 @@ def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], versions: dic
         kept = _applied(conn, month, [row["nip"] for row in rows], stamp)
         changes = _changed_days([row for row in rows if row["nip"] in kept], old)
         if changes:
+            # Take turns with other writers until commit, so seqs are handed out in commit order.
+            conn.execute(select(feed_locks.c.name).where(feed_locks.c.name == "day_changes").with_for_update())
             now = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(day_changes.insert(), [{"nip": nip, "day": day, "changed_at": now} for nip, day in changes])
     return Rescore(months=len(kept), changed_days=len(changes))

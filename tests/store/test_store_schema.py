@@ -6,9 +6,9 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
-from ekinerja.store.db import make_engine, metadata
+from ekinerja.store.db import feed_locks, make_engine, metadata
 from ekinerja.store.schema import current_revision, head_revision, upgrade
 
 
@@ -24,6 +24,8 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
             assert compare_metadata(context, metadata) == []
             indexes = {index["name"] for index in inspect(connection).get_indexes("punches")}
             assert {"uq_punches_event_id", "ix_punches_subject"} <= indexes
+            # The changed-days feed's writers take turns on this row.
+            assert connection.execute(select(feed_locks.c.name)).scalars().all() == ["day_changes"]
         assert upgrade(engine) == "0002"  # a second run changes nothing
     finally:
         engine.dispose()

@@ -79,6 +79,7 @@ def upgrade() -> None:
     )
     _entries()
     _scores()
+    _feed_locks()
     # Scoring reads through the subject index; nothing reads by time alone any more, and every
     # index costs each ingest.
     op.drop_index("ix_punches_occurred_at", table_name="punches")
@@ -156,10 +157,27 @@ def _scores() -> None:
     )
 
 
+def _feed_locks() -> None:
+    locks = op.create_table(
+        "feed_locks",
+        sa.Column("name", sa.String(32), nullable=False, comment="a feed whose writers take turns"),
+        sa.PrimaryKeyConstraint("name", name="pk_feed_locks"),
+        **_MYSQL,
+    )
+    op.bulk_insert(locks, [{"name": "day_changes"}])
+
+
 def downgrade() -> None:
     """Drop what 0002 created; the punches stay."""
     op.drop_index("ix_punches_subject", table_name="punches")
     op.create_index("ix_punches_occurred_at", "punches", ["occurred_at"])
-    for table in ("day_changes", "attendance_months", "manual_entries", "leave_entries", "subject_mappings"):
+    for table in (
+        "feed_locks",
+        "day_changes",
+        "attendance_months",
+        "manual_entries",
+        "leave_entries",
+        "subject_mappings",
+    ):
         op.drop_table(table)
     op.drop_table("employees")
