@@ -149,31 +149,35 @@ def _score_staff(
 
 def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], versions: dict[str, int]) -> Rescore:
     table = attendance_months
+    existing = [row for row in rows if row["nip"] in versions]
+    new = [row for row in rows if row["nip"] not in versions]
     with engine.begin() as conn:
-        old = _kept(conn, month, [row["nip"] for row in rows])
-        known = [
-            {f"v_{name}": value for name, value in row.items()} | {"b_version": versions[row["nip"]]}
-            for row in rows
-            if row["nip"] in versions
-        ]
-        if known:
+        # Only rows kept before can have changed days: a first pass over a month reads nothing back.
+        old = _kept(conn, month, [row["nip"] for row in existing]) if existing else {}
+        updated = 0
+        if existing:
             values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in rows[0] if name not in ("nip", "month")}
             update = table.update().where(
                 table.c.month == month, table.c.nip == bindparam("v_nip"), table.c.version == bindparam("b_version")
             )
-            conn.execute(update.values(values), known)
-        new = [row for row in rows if row["nip"] not in versions]
+            params = [
+                {f"v_{name}": value for name, value in row.items()} | {"b_version": versions[row["nip"]]}
+                for row in existing
+            ]
+            updated = max(int(conn.execute(update.values(values), params).rowcount), 0)
+        inserted = 0
         if new:  # a row added meanwhile (marked stale by a late input) wins: it is scored again next
-            conn.execute(insert_ignoring(conn, table, ["nip", "month"]), new)
-        stamp = rows[0]["scored_at"] if rows else None
-        kept = _applied(conn, month, [row["nip"] for row in rows], stamp)
-        changes = _changed_days([row for row in rows if row["nip"] in kept], old)
+            inserted = max(int(conn.execute(insert_ignoring(conn, table, ["nip", "month"]), new).rowcount), 0)
+        changes: list[tuple[str, date]] = []
+        if old:
+            applied = _applied(conn, month, list(old), existing[0]["scored_at"])
+            changes = _changed_days([row for row in existing if row["nip"] in applied], old)
         if changes:
             # Take turns with other writers until commit, so seqs are handed out in commit order.
             conn.execute(select(feed_locks.c.name).where(feed_locks.c.name == "day_changes").with_for_update())
             now = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(day_changes.insert(), [{"nip": nip, "day": day, "changed_at": now} for nip, day in changes])
-    return Rescore(months=len(kept), changed_days=len(changes))
+    return Rescore(months=updated + inserted, changed_days=len(changes))
 
 
 def _versions(conn: Connection, month: date, nips: list[str]) -> dict[str, int]:
