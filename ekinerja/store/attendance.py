@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 
 from ekinerja.config.rules import load_profile
 from ekinerja.config.store import StoreConfig
@@ -35,8 +35,6 @@ from ekinerja.store.scoring import DayScore, Punch, Scorer
 from ekinerja.sync.contract import PunchEvent
 
 log = logging.getLogger("ekinerja.store.attendance")
-
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -166,17 +164,26 @@ def kept_days(engine: Engine, months: Iterable[date], nips: Collection[str] | No
     return out
 
 
+def day_inputs(
+    conn: Connection, office: Office, first: date, last: date, nips: Collection[str] | None
+) -> tuple[dict[str, dict[date, list[Punch]]], dict[str, dict[date, str]]]:
+    """What decides the days ``first..last``, by NIP and day: the punches (manual entries among them)
+    and the leave codes; everyone's, or ``nips``'."""
+    punches = load_punches(conn, office.zone, first, last, nips, by_state=office.scorer.by_state)
+    for entry in manual_in(conn, first, last, nips):
+        punches.setdefault(entry.nip, {}).setdefault(entry.at.date(), []).append(
+            Punch(entry.at, entry.punch, manual=True)
+        )
+    return punches, leave_in(conn, first, last, nips)
+
+
 def today_scores(engine: Engine, office: Office, nips: Collection[str] | None) -> dict[str, DayScore]:
     """Today's scores, live (the day is still open)."""
     now = office.now()
     today = now.date()
     with engine.connect() as conn:
         staff = load_employees(conn, today, today, nips)
-        chosen = {e.nip for e in staff} if nips is not None else None
-        punches = load_punches(conn, office.zone, today, today, chosen)
-        for entry in manual_in(conn, today, today, chosen):
-            punches.setdefault(entry.nip, {}).setdefault(today, []).append(Punch(entry.at, entry.punch, manual=True))
-        leave = leave_in(conn, today, today, chosen)
+        punches, leave = day_inputs(conn, office, today, today, {e.nip for e in staff} if nips is not None else None)
     return {
         e.nip: office.scorer.score_day(
             today,
@@ -187,13 +194,3 @@ def today_scores(engine: Engine, office: Office, nips: Collection[str] | None) -
         )
         for e in staff
     }
-
-
-def pending_months(engine: Engine) -> int:
-    """How many kept rows wait for re-scoring."""
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count()).select_from(attendance_months).where(attendance_months.c.stale.is_(True))
-            ).scalar_one()
-        )

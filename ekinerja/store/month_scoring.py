@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,10 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, select
 
 from ekinerja.bulk import gc_paused
-from ekinerja.store.attendance import Employee, Office, Rescore, encode_day, load_employees, month_end
+from ekinerja.store.attendance import Employee, Office, Rescore, day_inputs, encode_day, load_employees, month_end
 from ekinerja.store.db import attendance_months, day_changes, feed_locks, insert_ignoring, make_engine
-from ekinerja.store.entries import leave_in, manual_in
-from ekinerja.store.punch_input import load_punches
 from ekinerja.store.scoring import DayScore, Punch, Scorer, score_month
 
 log = logging.getLogger("ekinerja.store.attendance")
@@ -137,12 +135,7 @@ def score_and_keep(
 def _score_staff(
     conn: Connection, office: Office, month: date, last: date, staff: list[Employee], chosen: set[str] | None
 ) -> list[dict[str, Any]]:
-    punches = load_punches(conn, office.zone, month, last, chosen, by_state=office.scorer.by_state)
-    for entry in manual_in(conn, month, last, chosen):
-        punches.setdefault(entry.nip, {}).setdefault(entry.at.date(), []).append(
-            Punch(entry.at, entry.punch, manual=True)
-        )
-    leave = leave_in(conn, month, last, chosen)
+    punches, leave = day_inputs(conn, office, month, last, chosen)
     scoring = _Pass.over(office.scorer, month, last)
     return [_score_employee(scoring, e, punches.get(e.nip, {}), leave.get(e.nip, {})) for e in staff]
 
@@ -180,27 +173,23 @@ def _keep(engine: Engine, month: date, rows: list[dict[str, Any]], versions: dic
     return Rescore(months=updated + inserted, changed_days=len(changes))
 
 
+def _kept_columns(conn: Connection, month: date, nips: list[str], column: Any) -> Iterator[tuple[str, Any]]:
+    """(nip, ``column``) of the kept rows of ``nips`` in ``month``, read a bounded IN-list at a time."""
+    table = attendance_months
+    for start in range(0, len(nips), _CHUNK):
+        query = select(table.c.nip, column).where(table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK]))
+        yield from ((row[0], row[1]) for row in conn.execute(query))
+
+
 def _versions(conn: Connection, month: date, nips: list[str]) -> dict[str, int]:
-    table = attendance_months
-    found: dict[str, int] = {}
-    for start in range(0, len(nips), _CHUNK):
-        query = select(table.c.nip, table.c.version).where(
-            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK])
-        )
-        found.update({nip: version for nip, version in conn.execute(query)})
-    return found
+    return dict(_kept_columns(conn, month, nips, attendance_months.c.version))
 
 
-def _applied(conn: Connection, month: date, nips: list[str], stamp: datetime | None) -> set[str]:
+def _applied(conn: Connection, month: date, nips: list[str], stamp: datetime) -> set[str]:
     """The rows this pass's write landed in (its scored_at stamp)."""
-    table = attendance_months
-    found: set[str] = set()
-    for start in range(0, len(nips), _CHUNK):
-        query = select(table.c.nip).where(
-            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK]), table.c.scored_at == stamp
-        )
-        found.update(conn.execute(query).scalars())
-    return found
+    return {
+        nip for nip, scored_at in _kept_columns(conn, month, nips, attendance_months.c.scored_at) if scored_at == stamp
+    }
 
 
 def _shareable(engine: Engine) -> bool:
@@ -284,14 +273,7 @@ def _score_employee(
 
 def _kept(conn: Connection, month: date, nips: list[str]) -> dict[str, str]:
     """The kept days (JSON) of each row that has them."""
-    kept: dict[str, str] = {}
-    table = attendance_months
-    for start in range(0, len(nips), _CHUNK):
-        query = select(table.c.nip, table.c.days).where(
-            table.c.month == month, table.c.nip.in_(nips[start : start + _CHUNK])
-        )
-        kept.update({nip: days for nip, days in conn.execute(query) if days})
-    return kept
+    return {nip: days for nip, days in _kept_columns(conn, month, nips, attendance_months.c.days) if days}
 
 
 def _changed_days(rows: list[dict[str, Any]], old: dict[str, str]) -> list[tuple[str, date]]:
