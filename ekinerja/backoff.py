@@ -25,11 +25,11 @@ class Backoff:
         """True when an attempt may be made now."""
         return (time.monotonic() if now is None else now) >= self.next_attempt
 
-    def failed(self, now: float | None = None) -> float:
-        """Record a failure; returns the delay until the next attempt."""
+    def failed(self, now: float | None = None, at_least_s: float = 0.0) -> float:
+        """Record a failure; returns the delay until the next attempt (``at_least_s`` or more)."""
         self.failures += 1
         ceiling = min(self.max_s, self.base_s * 2 ** min(self.failures - 1, 30))
-        delay = self._rng.uniform(ceiling / 2, ceiling)
+        delay = max(self._rng.uniform(ceiling / 2, ceiling), at_least_s)
         self.next_attempt = (time.monotonic() if now is None else now) + delay
         return delay
 

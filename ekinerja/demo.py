@@ -101,10 +101,14 @@ def _register_employees(data: Path, device: Any) -> str:
 def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int]) -> Any:
     from ekinerja.config.gateway import GatewayConfig, GatewaySection, StoreClientSection, ZkDevice
 
+    # The TCP terminal is captured live (punches in the store within a second), the UDP one polled.
     devices = [
-        ZkDevice(id=f"pintu-{proto}", kind="zk", host="127.0.0.1", port=port, protocol=proto, poll_interval_s=2)
+        ZkDevice(
+            id=f"pintu-{proto}", kind="zk", host="127.0.0.1", port=port, protocol=proto,
+            live=proto == "tcp", poll_interval_s=30 if proto == "tcp" else 2,
+        )
         for proto, port in ports.items()
-    ]
+    ]  # fmt: skip
     return GatewayConfig(
         gateway=GatewaySection(id=GATEWAY_ID, data_dir=data / "gateway"),
         store=StoreClientSection(url=store_url, token=token, push_interval_s=2),
@@ -162,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
 def _announce(store_url: str, sims: dict[str, Any], data: Path, reports_token: str, nip: str) -> None:
     print("e-Kinerja attendance gateway demo")
     for proto, sim in sims.items():
-        print(f"  terminal pintu-{proto}: simulated ZKTeco {sim.device.serial} on 127.0.0.1:{sim.port} ({proto})")
+        how = "live capture" if proto == "tcp" else "polled every 2 s"
+        where = f"127.0.0.1:{sim.port} ({proto}, {how})"
+        print(f"  terminal pintu-{proto}: simulated ZKTeco {sim.device.serial} on {where}")
     print(f"  store:         {store_url}  (SQLite in {data})")
     print(f"  punch feed:    {store_url}/v1/feed?after=0")
     print(f"  API (OpenAPI): {store_url}/docs")

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ import uvicorn
 
 from ekinerja.config.store import GatewayCredential, StoreConfig, StoreSection
 from ekinerja.drivers.sim.zk_device import ZkDevice
+from ekinerja.gateway.service import GatewayService
 from ekinerja.store.app import create_app
 from ekinerja.store.db import make_engine
 from ekinerja.store.schema import upgrade
@@ -60,6 +61,29 @@ def store_server(database_url: str, gateways: dict[str, str], port: int | None =
         engine.dispose()
 
 
+@contextmanager
+def running(service: GatewayService) -> Iterator[GatewayService]:
+    """``service.run`` in a thread for the block; stopped and closed after it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), name="gateway", daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        stop.set()
+        thread.join(30)
+        service.close()
+        assert not thread.is_alive(), "the gateway did not stop"
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 15, what: str = "condition") -> None:
+    """Wait until ``condition()`` is true; fail the test, naming ``what``, after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.02)
+
+
 def read_whole_feed(base_url: str, limit: int = 5000) -> list[FeedItem]:
     """Every item of the store's feed, following ``next_after`` page by page."""
     items: list[FeedItem] = []
@@ -84,16 +108,22 @@ def write_gateway_toml(
     gateway_id: str = "opd-1",
     extra_store: str = "",
     poll_interval_s: float = 1,
+    device_extra: dict[str, str] | None = None,
 ) -> Path:
-    """A gateway.toml with one ZK device per ``{id: (port, protocol)}``; returns its path."""
+    """A gateway.toml with one ZK device per ``{id: (port, protocol)}``; returns its path.
+
+    ``device_extra`` adds TOML lines to the devices it names (e.g. ``{"pintu": "live = true"}``).
+    """
     text = (
         f'[gateway]\nid = "{gateway_id}"\ndata_dir = "data"\n\n'
         f'[store]\nurl = "{store_url}"\ntoken = "{token}"\npush_interval_s = 0.5\n{extra_store}\n'
     )
     for device_id, (port, protocol) in devices.items():
+        extra = (device_extra or {}).get(device_id, "")
         text += (
             f'\n[[devices]]\nid = "{device_id}"\nkind = "zk"\nhost = "127.0.0.1"\nport = {port}\n'
-            f'protocol = "{protocol}"\npoll_interval_s = {poll_interval_s}\ntimeout_s = 3\n'
+            f'protocol = "{protocol}"\npoll_interval_s = {poll_interval_s}\n'
+            f"{'' if 'timeout_s' in extra else 'timeout_s = 3'}\n{extra}\n"
         )
     path = folder / "gateway.toml"
     path.write_text(text)

@@ -70,7 +70,25 @@ class ZkDevice(Section):
     protocol: Literal["tcp", "udp"] = Field(default="tcp", description="tcp, or udp for older terminals.")
     password: int = Field(default=0, ge=0, le=999999, description="Comm key set on the terminal (0 = none).")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="Network timeout for one request.")
-    poll_interval_s: float = Field(default=60.0, ge=1, le=86400, description="Seconds between polls of the log.")
+    max_backoff_s: float = Field(
+        default=300.0,
+        ge=1,
+        le=3600,
+        description="Longest wait between retries of an unreachable terminal (the wait doubles from 2 s).",
+    )
+    poll_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description=(
+            "Seconds between polls of the log; with live = true, between renewals of the live connection, "
+            "each of which reads the log for anything the stream missed."
+        ),
+    )
+    live: bool = Field(
+        default=False,
+        description="Capture punches as they happen over a standing connection, and push them at once.",
+    )
     timezone: ZoneName | None = Field(default=None, description="The terminal's zone; the gateway's when omitted.")
     clock_policy: Literal["alert", "correct"] = Field(
         default="alert",
@@ -89,6 +107,16 @@ class ZkDevice(Section):
         description="correct: set the clock only when no punch was recorded in the last this many minutes.",
     )
     encoding: str = Field(default="UTF-8", description="Text encoding of user names and ids on the terminal.")
+    clear_log_at_percent: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description=(
+            "Clear the terminal's attendance log once it is this full (percent of its capacity), only when "
+            "every record on it was read and acknowledged by the store, and verify it is empty; "
+            "off when omitted."
+        ),
+    )
 
     @field_validator("encoding")
     @classmethod

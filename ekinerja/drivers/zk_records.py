@@ -149,6 +149,8 @@ def parse_attendance(
     user id becomes a BadRecord with its raw bytes, and so does every record of a size this parser
     does not know. The body must divide into ``count`` records (see :func:`record_size`).
     """
+    if count == 0 and not body:  # an empty (or just cleared) log
+        return [], []
     size = record_size(body, count)
     if size is None:
         raise ValueError(f"a log of {len(body)} bytes does not divide into {count} records")

@@ -37,7 +37,7 @@ from ekinerja.sync.contract import EventFactory, Punch, PunchEvent, Source, Subj
 log = logging.getLogger("ekinerja.drivers.zk")
 
 # ZK verify codes as terminals report them; firmware differs, so anything else is "unknown".
-_VERIFY = {
+VERIFY_CODES = {
     0: Verify.PASSWORD.value,
     1: Verify.FINGERPRINT.value,
     2: Verify.CARD.value,
@@ -45,10 +45,11 @@ _VERIFY = {
     4: Verify.CARD.value,
     15: Verify.FACE.value,
 }
-_PUNCH = {code: Punch.from_zk(code).value for code in range(6)}
+PUNCH_CODES = {code: Punch.from_zk(code).value for code in range(6)}
 
 
-def _subject_key(user_id: str) -> str | None:
+def subject_key(user_id: str) -> str | None:
+    """The subject key of a terminal's user id, or None when it cannot be one."""
     try:
         return Subject(zk_user_id=user_id).key()
     except ValidationError:
@@ -64,8 +65,32 @@ def _last_record_sha(body: bytes, count: int, upto: int | None = None) -> str | 
     return hashlib.sha256(body[(end - 1) * size : end * size]).hexdigest()
 
 
+class _EndOfStreamRaises:
+    """pyzk's TCP socket, except that a connection the terminal closed raises instead of reading b"".
+
+    pyzk 0.9 loops on ``recv`` until it has the rest of a chunk; once the terminal has closed the
+    connection (a reboot mid-transfer), ``recv`` returns b"" forever and that loop never ends.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        data: bytes = self._sock.recv(size, *flags)
+        if not data and size:
+            raise ConnectionResetError("the terminal closed the connection")
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class DeviceUnavailable(Exception):
-    """The terminal did not answer or refused us; the message says what to check."""
+    """The terminal did not answer or the link failed; the message says what to check."""
+
+
+class DeviceRefused(DeviceUnavailable):
+    """The terminal answers but refuses us (comm key): retrying soon cannot help, an operator must act."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,7 @@ class ZkSettings:
     protocol: str = "tcp"
     password: int = 0
     timeout_s: float = 10.0
+    max_backoff_s: float = 300.0
     timezone: str = "Asia/Jakarta"
     correct_skew: bool = False
     encoding: str = "UTF-8"
@@ -140,7 +166,7 @@ class ZkDriver:
         self.settings = settings
         self._zone = ZoneInfo(settings.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.backoff = Backoff(base_s=2.0, max_s=300.0)
+        self.backoff = Backoff(base_s=min(2.0, settings.max_backoff_s), max_s=settings.max_backoff_s)
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -160,13 +186,15 @@ class ZkDriver:
             conn = zk.connect()
         except ZKError as exc:
             if "Unauthenticated" in str(exc):
-                raise DeviceUnavailable(f"{where}: comm key refused; check `password` for this device") from None
+                raise DeviceRefused(f"{where}: comm key refused; check `password` for this device") from None
             raise DeviceUnavailable(f"{where}: no answer ({exc}); check power, cable and address") from None
         except struct.error:
             # pyzk cannot derive a comm key from some values (e.g. 131071): the key, not the link.
-            raise DeviceUnavailable(f"{where}: pyzk cannot use this comm key; set another on the terminal") from None
+            raise DeviceRefused(f"{where}: pyzk cannot use this comm key; set another on the terminal") from None
         except (OSError, ValueError, IndexError) as exc:
             raise DeviceUnavailable(f"{where}: connection failed ({exc})") from None
+        if conn.tcp:  # pyzk's private socket attribute: see _EndOfStreamRaises
+            conn._ZK__sock = _EndOfStreamRaises(conn._ZK__sock)
         try:
             yield conn
         except ZKError as exc:
@@ -190,14 +218,25 @@ class ZkDriver:
         skew = round((device_time - true_local).total_seconds(), 1)
         return DeviceInfo(serial, firmware, conn.users, conn.records, conn.rec_cap, device_time, skew)
 
-    def pull(self, cursor: DeviceCursor) -> PullResult:
-        """Poll the terminal; download and parse the log only when it changed since ``cursor``."""
+    def pull(self, cursor: DeviceCursor, then: AfterPull | None = None) -> PullResult:
+        """Poll the terminal; download and parse the log only when it changed since ``cursor``.
+
+        ``then(result, session)`` runs before the connection closes, so whoever stores the
+        result can act on the terminal (set its clock, clear its log) in the same session.
+        """
         with self.connect() as conn:
-            info = self.read_info(conn)
-            if cursor.serial == info.serial and cursor.record_count == info.records:
-                return PullResult(info=info, cursor=cursor, downloaded=False)
-            body, count = self.download_log(conn)
-            users = self._download_users(conn) if record_size(body, count) == 8 else []
+            result = self.read_new(conn, cursor)
+            if then is not None:
+                then(result, DeviceSession(self, conn))
+        return result
+
+    def read_new(self, conn: Any, cursor: DeviceCursor) -> PullResult:
+        """What the terminal holds beyond ``cursor``, over an open connection."""
+        info = self.read_info(conn)
+        if cursor.serial == info.serial and cursor.record_count == info.records:
+            return PullResult(info=info, cursor=cursor, downloaded=False)
+        body, count = self.download_log(conn)
+        users = self._download_users(conn) if record_size(body, count) == 8 else []
         skip = self._resume_index(cursor, info, body, count)
         result = PullResult(info=info, cursor=cursor, downloaded=True)
         with gc_paused():
@@ -255,9 +294,10 @@ class ZkDriver:
             return 0
         return cursor.record_count
 
-    def _to_events(self, records: list[AttendanceRecord], info: DeviceInfo, result: PullResult) -> None:
+    def event_factory(self, info: DeviceInfo) -> EventFactory:
+        """Makes this terminal's events as read now, with the skew ``info`` measured."""
         s = self.settings
-        factory = EventFactory(
+        return EventFactory(
             gateway_id=s.gateway_id,
             device_id=s.device_id,
             device_serial=info.serial or None,
@@ -267,13 +307,16 @@ class ZkDriver:
             clock_skew_s=info.clock_skew_s,
             correct_skew=s.correct_skew,
         )
+
+    def _to_events(self, records: list[AttendanceRecord], info: DeviceInfo, result: PullResult) -> None:
+        factory = self.event_factory(info)
         read = factory.new_read()
         rows, wall_times = read.rows, factory.wall_times
         subjects: dict[str, str | None] = {}  # user id -> subject key, None when it cannot be one
         for rec in records:
             subject = subjects.get(rec.user_id, "")
             if subject == "":
-                subject = subjects[rec.user_id] = _subject_key(rec.user_id)
+                subject = subjects[rec.user_id] = subject_key(rec.user_id)
             if subject is None:
                 bad = BadRecord(rec.position, b"", f"user id {rec.user_id!r} is not a valid subject")
                 result.quarantined.append(self._quarantine(info, bad))
@@ -281,8 +324,8 @@ class ZkDriver:
             rows.append(
                 (
                     subject,
-                    _VERIFY.get(rec.verify_code, "unknown"),
-                    _PUNCH.get(rec.punch_code, "unknown"),
+                    VERIFY_CODES.get(rec.verify_code, "unknown"),
+                    PUNCH_CODES.get(rec.punch_code, "unknown"),
                     *wall_times(rec.day, rec.second),
                 )
             )
@@ -300,6 +343,46 @@ class ZkDriver:
 
     def set_time(self, when: datetime | None = None) -> None:
         """Set the terminal's clock to ``when`` (default: now in the device's zone)."""
-        local = (when or self._clock()).astimezone(self._zone).replace(tzinfo=None)
         with self.connect() as conn:
-            conn.set_time(local)
+            DeviceSession(self, conn).set_time(when)
+
+    def local_now(self, when: datetime | None = None) -> datetime:
+        """``when`` (default: now) as naive wall-clock time in the device's zone."""
+        return (when or self._clock()).astimezone(self._zone).replace(tzinfo=None)
+
+
+AfterPull = Callable[[PullResult, "DeviceSession"], None]
+
+
+class DeviceSession:
+    """Actions on a terminal over a connection that is already open (see :meth:`ZkDriver.pull`)."""
+
+    def __init__(self, driver: ZkDriver, conn: Any) -> None:
+        self.driver = driver
+        self.conn = conn
+
+    def set_time(self, when: datetime | None = None) -> None:
+        """Set the terminal's clock to ``when`` (default: now in the device's zone)."""
+        self.conn.set_time(self.driver.local_now(when))
+
+    def clear_log(self, expected_records: int) -> bool:
+        """Empty the attendance log if it still holds exactly ``expected_records``; verify it is empty.
+
+        The terminal is disabled meanwhile, so nobody can punch between the count and the clear;
+        a count that moved means someone punched since the records were read: nothing is cleared
+        and False is returned (the next poll reads the new punches and tries again).
+        """
+        conn, device_id = self.conn, self.driver.settings.device_id
+        conn.disable_device()
+        try:
+            conn.read_sizes()
+            if conn.records != expected_records:
+                return False
+            conn.clear_attendance()
+            conn.read_sizes()
+            if conn.records != 0:
+                raise DeviceUnavailable(f"{device_id}: the log still holds {conn.records} records after clearing")
+            return True
+        finally:
+            with suppress(Exception):  # the link may be gone; the terminal re-enables when it ends
+                conn.enable_device()

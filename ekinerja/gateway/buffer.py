@@ -129,6 +129,16 @@ clock_settings = Table(
     Column("set_at", DateTime, nullable=False),
 )
 
+log_clears = Table(
+    "log_clears",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False),
+    Column("device_serial", String(64)),
+    Column("records", Integer, nullable=False),
+    Column("cleared_at", DateTime, nullable=False),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,
@@ -448,6 +458,35 @@ class Buffer:
         with self.engine.connect() as conn:
             rows = conn.execute(select(clock_settings).order_by(clock_settings.c.id)).all()
         return [(r.device_id, r.device_serial, r.skew_s, r.set_at.replace(tzinfo=UTC)) for r in rows]
+
+    def unacknowledged(self, device_id: str) -> int:
+        """How many punches read from a device the store has not acknowledged (pending or rejected)."""
+        query = (
+            select(func.count())
+            .select_from(events.join(reads, reads.c.id == events.c.read_id))
+            .where(reads.c.device_id == device_id, events.c.status != ACKED)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def record_log_clear(self, device_id: str, serial: str | None, records: int) -> None:
+        """Keep a record that the gateway cleared a device's log, and rewind its cursor to the empty log.
+
+        Rewinding is only bookkeeping: a cursor that still pointed past the end would be noticed
+        at the next poll and the log read whole, which is safe too.
+        """
+        now = _utcnow()
+        row = {"device_id": device_id, "device_serial": serial, "records": records, "cleared_at": now}
+        last = self.cursor(device_id).last_device_time
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(log_clears.insert().values(**row))
+            self._save_cursor(conn, device_id, DeviceCursor(serial, 0, last, None), now)
+
+    def log_clears(self) -> list[tuple[str, str | None, int, datetime]]:
+        """Every log the gateway cleared: (device_id, serial, records cleared, when in UTC), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(log_clears).order_by(log_clears.c.id)).all()
+        return [(r.device_id, r.device_serial, r.records, r.cleared_at.replace(tzinfo=UTC)) for r in rows]
 
     def quarantined(self) -> list[QuarantinedRecord]:
         """Every quarantined record, oldest first."""

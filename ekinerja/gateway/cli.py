@@ -109,12 +109,20 @@ def _devices(args: argparse.Namespace) -> int:
             data[device_id] = {"online": True, **info.__dict__}
             lines.append(
                 f"{device_id}: serial {info.serial}, firmware {info.firmware}, {info.users} users, "
-                f"{info.records}/{info.records_capacity} records, clock skew {info.clock_skew_s:+.0f} s"
+                f"{info.records}/{info.records_capacity} records ({_percent(info.records, info.records_capacity)}), "
+                f"clock skew {info.clock_skew_s:+.0f} s"
             )
     finally:
         service.close()
     _print(args, data, lines)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _percent(records: int, capacity: int) -> str:
+    from ekinerja.gateway.log_policy import percent_used
+
+    used = percent_used(records, capacity)
+    return "capacity unknown" if used is None else f"{used:g}% full"
 
 
 def _device_users(args: argparse.Namespace) -> int:

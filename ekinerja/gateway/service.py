@@ -1,8 +1,8 @@
 """The office process: drivers feed the buffer, the pusher drains it to the store.
 
-This module wires parts together and holds no business rules: a poll asks a driver for new
-records and writes them, with the device cursor, to the buffer in one transaction; only then is
-the push brought forward.
+This module wires parts together and holds no business rules: a device keeper per terminal
+(polled on a schedule, or captured live in its own thread) writes what its driver reads to the
+buffer, with the device cursor, in one transaction; only then is the push brought forward.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ekinerja.config.gateway import GatewayConfig, ZkDevice
-from ekinerja.drivers.zkteco import DeviceInfo, DeviceUnavailable, PullResult, ZkDriver, ZkSettings
+from ekinerja.drivers.zk_live import ZkLiveCapture
+from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
 from ekinerja.gateway.buffer import Buffer
-from ekinerja.gateway.clock_policy import should_set_clock
+from ekinerja.gateway.device_keeper import DeviceKeeper
 
 if TYPE_CHECKING:
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
@@ -26,19 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ekinerja.gateway")
 
 BUFFER_FILE = "buffer.sqlite3"
-
-
-@dataclass
-class DeviceStatus:
-    """The last known state of one device, for the CLI and the status page."""
-
-    device_id: str
-    online: bool = False
-    info: DeviceInfo | None = None
-    last_poll: datetime | None = None
-    last_error: str | None = None
-    last_new: int = 0
-    last_clock_set: tuple[datetime, float] | None = None  # when, and the skew it removed
 
 
 def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
@@ -51,6 +38,7 @@ def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
         protocol=device.protocol,
         password=device.password,
         timeout_s=device.timeout_s,
+        max_backoff_s=device.max_backoff_s,
         timezone=config.device_zone(device),
         correct_skew=device.clock_policy == "correct",
         encoding=device.encoding,
@@ -65,8 +53,11 @@ class GatewayService:
         self.buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
         self.devices = {d.id: d for d in config.devices}
         self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.devices}
-        self.status = {d.id: DeviceStatus(d.id) for d in config.devices}
         self.on_new_events: Callable[[], None] = lambda: None
+        self.keepers = {
+            d.id: DeviceKeeper(d, self.drivers[d.id], self.buffer, lambda: self.on_new_events()) for d in config.devices
+        }
+        self.status = {device_id: keeper.status for device_id, keeper in self.keepers.items()}
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -93,68 +84,7 @@ class GatewayService:
 
     def pull_device(self, device_id: str, *, force: bool = False) -> PullResult | None:
         """Poll one device into the buffer. Returns None when it is unreachable or backing off."""
-        driver, status = self.drivers[device_id], self.status[device_id]
-        if not force and not driver.backoff.ready():
-            return None
-        status.last_poll = datetime.now(UTC)
-        try:
-            result = driver.pull(self.buffer.cursor(device_id))
-        except DeviceUnavailable as exc:
-            delay = driver.backoff.failed()
-            if status.online or status.last_error != str(exc):
-                log.warning("%s; will retry in %.0f s", exc, delay)
-            status.online, status.last_error = False, str(exc)
-            return None
-        if not status.online:
-            log.info("%s: online, serial %s, %d records", device_id, result.info.serial, result.info.records)
-        driver.backoff.succeeded()
-        status.online, status.info, status.last_error = True, result.info, None
-        status.last_new = self._store(device_id, result)
-        self._keep_clock(device_id, result)
-        return result
-
-    def _keep_clock(self, device_id: str, result: PullResult) -> None:
-        """Set the device's clock when its policy says so (see clock_policy.should_set_clock)."""
-        device, info = self.devices[device_id], result.info
-        if not should_set_clock(
-            policy=device.clock_policy,
-            skew_s=info.clock_skew_s,
-            threshold_s=device.clock_threshold_s,
-            device_time=info.device_time,
-            last_punch=result.cursor.last_device_time,
-            quiet=timedelta(minutes=device.quiet_minutes),
-        ):
-            return
-        try:
-            self.drivers[device_id].set_time()
-        except DeviceUnavailable as exc:
-            log.warning("%s: could not set its clock (%s); the next quiet poll tries again", device_id, exc)
-            return
-        self.buffer.record_clock_set(device_id, info.serial, info.clock_skew_s)
-        self.status[device_id].last_clock_set = (datetime.now(UTC), info.clock_skew_s)
-        log.warning(
-            "%s (serial %s): its clock was %+.0f s off; set to the gateway's clock (clock_policy = correct)",
-            device_id,
-            info.serial,
-            info.clock_skew_s,
-        )
-
-    def _store(self, device_id: str, result: PullResult) -> int:
-        if not result.downloaded:
-            return 0
-        added = self.buffer.append(
-            result.events, device_id=device_id, cursor=result.cursor, quarantined=result.quarantined
-        )
-        log.info(
-            "%s: %d record(s) read, %d new, %d quarantined",
-            device_id,
-            len(result.events),
-            added,
-            len(result.quarantined),
-        )
-        if added:
-            self.on_new_events()
-        return added
+        return self.keepers[device_id].poll(force=force)
 
     def pull_all(self) -> dict[str, PullResult | None]:
         """Poll every device once, one after the other, ignoring backoff."""
@@ -170,24 +100,41 @@ class GatewayService:
         """The long-lived service: scheduled polls and pushes until ``stop`` is set."""
         from ekinerja.sync.jobs import Jobs
 
-        jobs = Jobs(len(self.drivers))
-        for device in self.config.devices:
+        polled = [d for d in self.config.devices if not d.live]
+        jobs = Jobs(len(polled))
+        for device in polled:
             jobs.add_poll(device.id, device.poll_interval_s, functools.partial(self._poll_job, device.id))
         jobs.add_push(self.config.store.push_interval_s, self._push_job)
         jobs.add_daily("prune", self.prune)
         self.on_new_events = jobs.push_soon
         jobs.start()
+        captures = self._start_live_captures(stop)
         log.info(
-            "gateway %s running: %d device(s), pushing to %s",
+            "gateway %s running: %d device(s) (%d live), pushing to %s",
             self.config.gateway.id,
             len(self.drivers),
+            len(captures),
             self.config.store.shown_url(),
         )
         try:
             stop.wait()
         finally:
+            for thread in captures:
+                thread.join()
             jobs.stop()
             self.on_new_events = lambda: None
+
+    def _start_live_captures(self, stop: threading.Event) -> list[threading.Thread]:
+        """A thread per ``live`` device, each keeping its stream up until ``stop``."""
+        threads = []
+        for device in self.config.devices:
+            if not device.live:
+                continue
+            capture = ZkLiveCapture(self.drivers[device.id], self.keepers[device.id], device.poll_interval_s)
+            thread = threading.Thread(target=capture.run, args=(stop,), name=f"live {device.id}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
 
     def prune(self) -> int:
         """Drop acknowledged events older than ``keep_acknowledged_days``; returns how many."""

@@ -7,6 +7,7 @@ poll, and one device's poll never waits for another's.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -18,7 +19,21 @@ log = logging.getLogger("ekinerja.sync.jobs")
 PUSH_JOB = "push"
 # After new punches arrive, push this soon rather than waiting for the next interval; a short
 # delay lets punches from several devices share a batch.
-PUSH_SOON_S = 0.5
+PUSH_SOON_S = 0.25
+
+
+class _ExpectedSkips(logging.Filter):
+    """Drops APScheduler's warning that a job was skipped because its last run is still going.
+
+    That is by design here (one run per job at a time: a hung terminal's poll waits for its
+    timeout), and a warning every interval would bury the warnings an operator can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_ExpectedSkips())
 
 
 class Jobs:
@@ -32,6 +47,7 @@ class Jobs:
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        self._again = threading.Event()
 
     def add_poll(self, device_id: str, interval_s: float, poll: Callable[[], None]) -> None:
         """Poll a device every ``interval_s``, first at once."""
@@ -47,8 +63,19 @@ class Jobs:
 
     def add_push(self, interval_s: float, push: Callable[[], None]) -> None:
         """Push the buffer every ``interval_s``, first at once."""
+
+        def push_until_caught_up() -> None:
+            # A run that push_soon() asked for while this one was running would be skipped
+            # (one instance at a time): run again here instead, so a live punch never waits
+            # for the next interval.
+            while True:
+                self._again.clear()
+                push()
+                if not self._again.is_set():
+                    return
+
         self.scheduler.add_job(
-            push,
+            push_until_caught_up,
             "interval",
             seconds=interval_s,
             id=PUSH_JOB,
@@ -64,6 +91,7 @@ class Jobs:
 
     def push_soon(self) -> None:
         """Bring the next push forward: new punches are waiting."""
+        self._again.set()
         job = self.scheduler.get_job(PUSH_JOB)
         if job is None or job.next_run_time is None:  # not scheduled (stopping): nothing to bring forward
             return

@@ -182,3 +182,10 @@ def test_a_log_that_changes_during_every_download_is_retried_not_misread() -> No
             conn.read_sizes()
             body, count = driver.download_log(conn)
     assert count == 33 and len(body) == 33 * 40
+
+
+def test_an_empty_log_reads_as_nothing() -> None:
+    with ZkSimulator(ZkDevice.generate(users=2, records=0, seed=17)) as sim:
+        result = ZkDriver(settings(sim)).pull(DeviceCursor())
+    assert result.downloaded and len(result.events) == 0 and result.quarantined == []
+    assert (result.cursor.serial, result.cursor.record_count) == ("SIM0000000001", 0)

@@ -21,7 +21,7 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path) -> None:
     out = done.stdout
     assert re.search(r"punch feed:\s+http://127\.0\.0\.1:\d+/v1/feed\?after=0", out)
     assert re.search(r"API \(OpenAPI\): http://127\.0\.0\.1:\d+/docs", out)
-    assert "(tcp)" in out and "(udp)" in out
+    assert "(tcp, live capture)" in out and "(udp, polled every 2 s)" in out
     final = re.search(r"demo stopped: (\d+) punches on the terminals, (\d+) in the store\.", out)
     assert final, out
     on_terminals, in_store = map(int, final.groups())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -43,6 +44,12 @@ def _add_zk(simulators: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     zk.add_argument("--password", type=_non_negative, default=0, help="comm key (0: none)")
     zk.add_argument("--clock-offset", type=float, default=0.0, help="device clock minus host clock, seconds")
     zk.add_argument("--punch-every", type=_positive_float, default=None, help="add a random punch every S s")
+    zk.add_argument(
+        "--capacity", type=_positive, default=100000, metavar="N", help="attendance records the terminal holds"
+    )
+    zk.add_argument(
+        "--delay", type=_non_negative_float, default=0.0, metavar="S", help="seconds before every reply (slow link)"
+    )
     zk.add_argument("--serial", default="SIM0000000001", help="serial number the terminal reports")
     zk.add_argument("--seed", type=int, default=None, help="random seed for generated data")
     zk.set_defaults(func=run_zk)
@@ -63,6 +70,26 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number more than 0, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number more than 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be seconds, 0 or more, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be seconds, 0 or more, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -80,6 +107,7 @@ def run_zk(args: argparse.Namespace) -> int:
         serial=args.serial,
         seed=args.seed,
         clock_offset_s=args.clock_offset,
+        rec_cap=args.capacity,
     )
     simulator = ZkSimulator(
         device,
@@ -90,6 +118,7 @@ def run_zk(args: argparse.Namespace) -> int:
         punch_every_s=args.punch_every,
         seed=args.seed,
     )
+    simulator.delay_s = args.delay
     protocols = "tcp+udp" if args.protocol == "both" else args.protocol
     with _stop_signals() as stop:
         try:

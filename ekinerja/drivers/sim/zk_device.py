@@ -47,6 +47,10 @@ _SIZES = struct.Struct("<20i3i")
 Listener = Callable[["ZkRecord"], None]
 
 
+class DeviceDisabled(RuntimeError):
+    """A punch on a terminal that a client has disabled (CMD_DISABLEDEVICE): its keypad is locked."""
+
+
 @dataclass(frozen=True, slots=True)
 class ZkUser:
     """A user enrolled on the terminal, as the terminal stores it (names already truncated)."""
@@ -175,7 +179,7 @@ class ZkDevice:
         self.device_name, self.mac, self.pin_width = device_name, mac, pin_width
         self.record_format, self.user_format = record_format, user_format
         self.users_cap, self.rec_cap, self.fingers_cap = users_cap, rec_cap, fingers_cap
-        self.enabled = True
+        self.enabled = True  # False while a client has it disabled: punches raise DeviceDisabled
         self._clock_offset_s = float(clock_offset_s)
         # A terminal's clock shows local wall time where it hangs, whatever zone the host is in.
         self.zone = ZoneInfo(timezone)
@@ -267,10 +271,15 @@ class ZkDevice:
     def add_punch(
         self, user_id: str, timestamp: datetime | None = None, *, status: int = 1, punch: int = 0
     ) -> ZkRecord:
-        """Record a punch (at the device's current time by default) and push it to live listeners."""
+        """Record a punch (at the device's current time by default) and push it to live listeners.
+
+        Raises :class:`DeviceDisabled` while a client has the terminal disabled.
+        """
         record = self.make_record(user_id, timestamp or self.now(), status, punch)
         packed = _pack_record(self.record_format, record, encode_time(record.timestamp))
         with self._lock:
+            if not self.enabled:
+                raise DeviceDisabled(f"{self.serial} is disabled: nobody can punch")
             self._records.append(record)
             self._log += packed
             self._log_count += 1
@@ -344,6 +353,11 @@ class ZkDevice:
         with self._lock:
             self._clock_offset_s = offset
 
+    def jump_clock(self, delta_s: float) -> None:
+        """Move the device clock by ``delta_s`` seconds (a drifting or tampered clock)."""
+        with self._lock:
+            self._clock_offset_s += float(delta_s)
+
     def users_dataset(self) -> bytes:
         """The users dataset of a buffered read: u32 byte length, then the packed users."""
         with self._lock:
@@ -357,15 +371,19 @@ class ZkDevice:
         return U32.pack(len(body)) + body
 
     def free_sizes(self) -> bytes:
-        """CMD_GET_FREE_SIZES data: 20 int32 counters and capacities, then 12 bytes of face info."""
+        """CMD_GET_FREE_SIZES data: 20 int32 counters and capacities, then 12 bytes of face info.
+
+        Capacities are read at each call, so tests may change ``rec_cap`` (a nearly full log) live.
+        """
         fields = [0] * 23
         with self._lock:
             users, records = len(self._users), self._log_count
             cards = sum(1 for user in self._users.values() if user.card)
+            fingers_cap, users_cap, rec_cap = self.fingers_cap, self.users_cap, self.rec_cap
         fields[4], fields[6], fields[8], fields[12] = users, 0, records, cards
-        fields[14], fields[15], fields[16] = self.fingers_cap, self.users_cap, self.rec_cap
-        fields[17], fields[18] = self.fingers_cap, max(self.users_cap - users, 0)
-        fields[19] = max(self.rec_cap - records, 0)
+        fields[14], fields[15], fields[16] = fingers_cap, users_cap, rec_cap
+        fields[17], fields[18] = fingers_cap, max(users_cap - users, 0)
+        fields[19] = max(rec_cap - records, 0)
         return _SIZES.pack(*fields)
 
     def event_payload(self, record: ZkRecord) -> bytes:

@@ -1,0 +1,228 @@
+"""Live capture from a ZKTeco terminal: punches as they happen, with the log as the safety net.
+
+pyzk opens and authenticates the session and registers for events; this module reads the event
+packets itself. pyzk's own ``live_capture`` cannot be trusted with a year unattended: it loops
+forever on an event size it does not know, raises on a user id it has not downloaded and on an
+impossible date, and reads TCP as if every segment held exactly one packet.
+
+A live event is only a fast copy of a log record. Every session starts with an incremental read
+of the log, and a session is renewed every ``renew_s`` (and at once after any error, silence of
+a dead link, or an event that cannot be read), so whatever the stream missed is read from the log
+at the next renewal. The live and the logged copy of a punch are one event: same device, time,
+subject and punch, hence the same event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, NamedTuple, Protocol
+
+from zk import const
+
+from ekinerja.drivers.zkteco import (
+    PUNCH_CODES,
+    VERIFY_CODES,
+    DeviceCursor,
+    DeviceInfo,
+    DeviceSession,
+    DeviceUnavailable,
+    PullResult,
+    ZkDriver,
+    subject_key,
+)
+from ekinerja.sync.contract import DeviceRead
+
+log = logging.getLogger("ekinerja.drivers.zk.live")
+
+_TOP = struct.Struct("<4sI")
+_TCP_MAGIC = b"\x50\x50\x82\x7d"
+_HEADER = struct.Struct("<4H")
+_MAX_PACKET = 1 << 16
+# Event payload layouts by size: a numeric user id, or a 24-byte text id with 0, 4 or 20 more bytes.
+_NUMERIC_EVENT = struct.Struct("<IBB6s")
+_TEXT_EVENT = struct.Struct("<24sBB6s")
+_TEXT_EVENT_SIZES = (32, 36, 52)
+
+
+class LiveEvent(NamedTuple):
+    """One punch as the terminal pushed it."""
+
+    user_id: str
+    verify_code: int
+    punch_code: int
+    day: date
+    second: int
+
+
+def parse_live_event(payload: bytes, encoding: str = "UTF-8") -> LiveEvent | str:
+    """The punch in an event payload, or why it cannot be read (the log copy is read instead)."""
+    if len(payload) == _NUMERIC_EVENT.size:
+        number, verify, punch, stamp = _NUMERIC_EVENT.unpack(payload)
+        user_id = str(number)
+    elif len(payload) in _TEXT_EVENT_SIZES:
+        raw_id, verify, punch, stamp = _TEXT_EVENT.unpack_from(payload)
+        user_id = raw_id.split(b"\x00", 1)[0].decode(encoding, errors="replace").strip()
+    else:
+        return f"unknown live event size: {len(payload)} bytes (known: 12, 32, 36, 52)"
+    year, month, day, hour, minute, second = stamp
+    try:
+        when = datetime(2000 + year, month, day, hour, minute, second)
+    except ValueError as exc:
+        return f"impossible date in a live event: {exc}"
+    if subject_key(user_id) is None:
+        return f"unreadable user id {user_id!r} in a live event"
+    return LiveEvent(user_id, verify, punch, when.date(), hour * 3600 + minute * 60 + second)
+
+
+class EventStream:
+    """The event packets arriving on an open pyzk connection, each acknowledged as the terminal expects.
+
+    Reads pyzk's socket and sends its ACK through pyzk (``_ZK__sock``, ``_ZK__ack_ok``: pyzk 0.9
+    has no public way to read events other than its ``live_capture``; the version is pinned).
+    """
+
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn
+        self._sock: socket.socket = conn._ZK__sock
+        self._ack: Callable[[], None] = conn._ZK__ack_ok
+        self._tcp: bool = conn.tcp
+        self._where = where
+        self._pending = bytearray()
+
+    def start(self) -> None:
+        """Ask the terminal to push attendance events on this connection."""
+        self._conn.cancel_capture()
+        self._conn.reg_event(const.EF_ATTLOG)
+
+    def next(self, timeout_s: float) -> bytes | None:
+        """The payload of the next event, or None when none arrived within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            packet = self._read_packet(remaining)
+            if packet is None:
+                return None
+            command, _checksum, _session, _reply = _HEADER.unpack_from(packet)
+            if command != const.CMD_REG_EVENT:  # a late reply to an earlier command: not ours to read
+                continue
+            self._ack()
+            return bytes(packet[_HEADER.size :])
+
+    def _read_packet(self, timeout_s: float) -> bytes | None:
+        self._sock.settimeout(timeout_s)
+        try:
+            return self._tcp_packet() if self._tcp else self._udp_packet()
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            raise DeviceUnavailable(f"{self._where}: live connection failed ({exc})") from None
+
+    def _udp_packet(self) -> bytes | None:
+        data = self._sock.recv(_MAX_PACKET)
+        return data if len(data) >= _HEADER.size else None
+
+    def _tcp_packet(self) -> bytes:
+        while True:
+            if len(self._pending) >= _TOP.size:
+                magic, length = _TOP.unpack_from(self._pending)
+                if magic != _TCP_MAGIC or not _HEADER.size <= length <= _MAX_PACKET:
+                    raise DeviceUnavailable(f"{self._where}: the live stream is garbled; reconnecting")
+                end = _TOP.size + length
+                if len(self._pending) >= end:
+                    packet = bytes(self._pending[_TOP.size : end])
+                    del self._pending[:end]
+                    return packet
+            data = self._sock.recv(_MAX_PACKET)
+            if not data:
+                raise DeviceUnavailable(f"{self._where}: the terminal closed the live connection (restarted?)")
+            self._pending += data
+
+
+class LiveSink(Protocol):
+    """Where a live capture delivers; each call returns only once what it got is durable."""
+
+    def cursor(self) -> DeviceCursor:
+        """How far the log has been read."""
+
+    def pulled(self, result: PullResult, session: DeviceSession) -> None:
+        """The catch-up read that starts every session (the terminal still connected)."""
+
+    def punched(self, read: DeviceRead) -> None:
+        """Punches that arrived live."""
+
+    def unreadable(self, reason: str) -> None:
+        """A live event that could not be read (its log copy is read at once instead)."""
+
+    def failed(self, error: DeviceUnavailable) -> None:
+        """The session failed; the driver's backoff says when to try again."""
+
+
+class ZkLiveCapture:
+    """Keeps one terminal's live stream up, renewing it every ``renew_s`` and after any failure."""
+
+    def __init__(self, driver: ZkDriver, sink: LiveSink, renew_s: float) -> None:
+        self.driver = driver
+        self.sink = sink
+        self.renew_s = renew_s
+        self.sessions = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Capture until ``stop`` is set."""
+        while not stop.is_set():
+            wait = self.driver.backoff.next_attempt - time.monotonic()
+            if wait > 0:
+                stop.wait(min(wait, 0.5))
+                continue
+            try:
+                self._session(stop)
+            except DeviceUnavailable as exc:
+                self.sink.failed(exc)
+            except Exception as exc:  # a capture thread must never die: report and start over
+                log.exception("%s: unexpected error in live capture", self.driver.settings.device_id)
+                self.sink.failed(DeviceUnavailable(f"{self.driver.settings.device_id}: {exc}"))
+
+    def _session(self, stop: threading.Event) -> None:
+        """One connection: catch up from the log, then take events until renewal, stop or failure."""
+        s = self.driver.settings
+        with self.driver.connect() as conn:
+            result = self.driver.read_new(conn, self.sink.cursor())
+            self.sink.pulled(result, DeviceSession(self.driver, conn))
+            # Measured again: the sink may have just set the terminal's clock (clock_policy = correct).
+            info = self.driver.read_info(conn)
+            stream = EventStream(conn, f"{s.device_id} ({s.protocol}://{s.host}:{s.port})")
+            stream.start()
+            self.sessions += 1
+            renew_at = time.monotonic() + self.renew_s
+            while not stop.is_set() and (remaining := renew_at - time.monotonic()) > 0:
+                payload = stream.next(min(remaining, 0.5))
+                if payload is None:
+                    continue
+                event = parse_live_event(payload, s.encoding)
+                if isinstance(event, str):
+                    self.sink.unreadable(event)
+                    return  # the next session starts with the log, which holds this punch
+                self.sink.punched(self._read(event, info))
+            conn._ZK__sock.settimeout(s.timeout_s)  # pyzk's goodbye waits with its own timeout
+
+    def _read(self, event: LiveEvent, info: DeviceInfo) -> DeviceRead:
+        factory = self.driver.event_factory(info)
+        read = factory.new_read()
+        subject = subject_key(event.user_id)
+        assert subject is not None  # parse_live_event checked it
+        read.rows.append(
+            (
+                subject,
+                VERIFY_CODES.get(event.verify_code, "unknown"),
+                PUNCH_CODES.get(event.punch_code, "unknown"),
+                *factory.wall_times(event.day, event.second),
+            )
+        )
+        return read

@@ -1,0 +1,195 @@
+"""One terminal at this gateway: its status, and what happens to what it yields.
+
+A keeper turns a driver's reads into durable buffer rows and status, and applies the device's
+policies (clock, full log) over the session the read came from. It serves the scheduled polls
+and, for ``live`` devices, is the sink of the live capture. Rules live in the policy modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ekinerja.config.gateway import ZkDevice
+from ekinerja.drivers.zkteco import (
+    DeviceCursor,
+    DeviceInfo,
+    DeviceRefused,
+    DeviceSession,
+    DeviceUnavailable,
+    PullResult,
+    ZkDriver,
+)
+from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.clock_policy import should_set_clock
+from ekinerja.gateway.log_policy import percent_used, should_clear_log
+from ekinerja.sync.contract import DeviceRead
+
+log = logging.getLogger("ekinerja.gateway")
+
+
+@dataclass
+class DeviceStatus:
+    """The last known state of one device, for the CLI and the status page."""
+
+    device_id: str
+    live: bool = False
+    online: bool = False
+    info: DeviceInfo | None = None
+    last_poll: datetime | None = None
+    last_error: str | None = None
+    last_new: int = 0
+    last_punch: datetime | None = None  # the device's wall-clock time of the newest punch read
+    last_clock_set: tuple[datetime, float] | None = None  # when, and the skew it removed
+    last_log_clear: tuple[datetime, int] | None = None  # when, and how many records were cleared
+    live_events: int = 0
+    live_unreadable: int = 0
+
+    @property
+    def log_percent(self) -> float | None:
+        """How full the terminal's log is, in percent of its capacity."""
+        return percent_used(self.info.records, self.info.records_capacity) if self.info else None
+
+
+class DeviceKeeper:
+    """Polls or captures one terminal into the buffer; see the module docstring."""
+
+    def __init__(self, device: ZkDevice, driver: ZkDriver, buffer: Buffer, on_new_events: Callable[[], None]) -> None:
+        self.device = device
+        self.driver = driver
+        self.buffer = buffer
+        self.on_new_events = on_new_events
+        self.status = DeviceStatus(device.id, live=device.live)
+
+    def poll(self, *, force: bool = False) -> PullResult | None:
+        """Read the device once into the buffer. Returns None when it is unreachable or backing off."""
+        if not force and not self.driver.backoff.ready():
+            return None
+        self.status.last_poll = datetime.now(UTC)
+        try:
+            return self.driver.pull(self.cursor(), then=self.pulled)
+        except DeviceUnavailable as exc:
+            self.failed(exc)
+            return None
+
+    # --- what reads bring (also the live capture's sink) ---------------------------------------
+
+    def cursor(self) -> DeviceCursor:
+        """How far the device's log has been read."""
+        return self.buffer.cursor(self.device.id)
+
+    def pulled(self, result: PullResult, session: DeviceSession) -> None:
+        """Store a read of the log, then apply the clock and log policies while still connected."""
+        status = self.status
+        if not status.online:
+            log.info("%s: online, serial %s, %d records", self.device.id, result.info.serial, result.info.records)
+        self.driver.backoff.succeeded()
+        status.online, status.info, status.last_error = True, result.info, None
+        status.last_poll = datetime.now(UTC)
+        status.last_new = self._store(result)
+        status.last_punch = max(filter(None, (status.last_punch, result.cursor.last_device_time)), default=None)
+        self._keep_clock(result, session)
+        self._keep_log(result, session)
+
+    def punched(self, read: DeviceRead) -> None:
+        """Store punches that arrived live and have them pushed at once."""
+        added = self.buffer.append(read)
+        self.status.live_events += len(read)
+        for event in read:
+            log.info("%s: live punch of %s at %s", self.device.id, event.subject.key(), event.device_time)
+            self.status.last_punch = max(filter(None, (self.status.last_punch, event.device_time)))
+        if added:
+            self.on_new_events()
+
+    def unreadable(self, reason: str) -> None:
+        """A live event that could not be read: counted; its log copy is read at once."""
+        self.status.live_unreadable += 1
+        log.warning("%s: %s; reading it from the log instead", self.device.id, reason)
+
+    def failed(self, error: DeviceUnavailable) -> None:
+        """The device could not be read: mark it offline and back off (long when it refused us)."""
+        status = self.status
+        # A refused comm key will not fix itself: wait the longest at once rather than hammer the terminal.
+        backoff = self.driver.backoff
+        delay = backoff.failed(at_least_s=backoff.max_s if isinstance(error, DeviceRefused) else 0)
+        if status.online or status.last_error != str(error):
+            log.warning("%s; will retry in %.0f s", error, delay)
+        status.online, status.last_error = False, str(error)
+
+    # --- policies ----------------------------------------------------------------------------------
+
+    def _store(self, result: PullResult) -> int:
+        if not result.downloaded:
+            return 0
+        added = self.buffer.append(
+            result.events, device_id=self.device.id, cursor=result.cursor, quarantined=result.quarantined
+        )
+        log.info(
+            "%s: %d record(s) read, %d new, %d quarantined",
+            self.device.id,
+            len(result.events),
+            added,
+            len(result.quarantined),
+        )
+        if added:
+            self.on_new_events()
+        return added
+
+    def _keep_clock(self, result: PullResult, session: DeviceSession) -> None:
+        """Set the device's clock when its policy says so (see clock_policy.should_set_clock)."""
+        device, info = self.device, result.info
+        if not should_set_clock(
+            policy=device.clock_policy,
+            skew_s=info.clock_skew_s,
+            threshold_s=device.clock_threshold_s,
+            device_time=info.device_time,
+            last_punch=result.cursor.last_device_time,
+            quiet=timedelta(minutes=device.quiet_minutes),
+        ):
+            return
+        session.set_time()
+        self.buffer.record_clock_set(device.id, info.serial, info.clock_skew_s)
+        self.status.last_clock_set = (datetime.now(UTC), info.clock_skew_s)
+        log.warning(
+            "%s (serial %s): its clock was %+.0f s off; set to the gateway's clock (clock_policy = correct)",
+            device.id,
+            info.serial,
+            info.clock_skew_s,
+        )
+
+    def _keep_log(self, result: PullResult, session: DeviceSession) -> None:
+        """Clear a full log when its policy allows (see log_policy.should_clear_log)."""
+        device, info, cursor = self.device, result.info, result.cursor
+        if device.clear_log_at_percent is None:
+            return
+        all_read = cursor.serial == info.serial and cursor.record_count == info.records
+        rule = functools.partial(
+            should_clear_log,
+            at_percent=device.clear_log_at_percent,
+            records=info.records,
+            capacity=info.records_capacity,
+            all_read=all_read,
+        )
+        if not rule(unacknowledged=0):  # not full, or not all read: spare the buffer the count
+            return
+        waiting = self.buffer.unacknowledged(device.id)
+        if not rule(unacknowledged=waiting):
+            log.info("%s: its log is full; cleared once the store acknowledges %d more punch(es)", device.id, waiting)
+            return
+        if not session.clear_log(info.records):
+            log.info(
+                "%s: punches arrived while clearing its log; cleared nothing, the next poll tries again", device.id
+            )
+            return
+        self.buffer.record_log_clear(device.id, info.serial, info.records)
+        self.status.last_log_clear = (datetime.now(UTC), info.records)
+        log.warning(
+            "%s (serial %s): its log was %.0f%% full; cleared %d records, every one acknowledged by the store",
+            device.id,
+            info.serial,
+            percent_used(info.records, info.records_capacity) or 0,
+            info.records,
+        )

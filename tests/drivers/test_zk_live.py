@@ -1,0 +1,159 @@
+"""Live capture against the simulator over real TCP and UDP: events, catch-up, and every way a stream fails."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import pytest
+
+from ekinerja.drivers.sim.zk_device import ZkDevice
+from ekinerja.drivers.sim.zk_server import ZkSimulator
+from ekinerja.drivers.zk_live import LiveEvent, ZkLiveCapture, parse_live_event
+from ekinerja.drivers.zkteco import DeviceCursor, DeviceSession, DeviceUnavailable, PullResult, ZkDriver, ZkSettings
+from ekinerja.sync.contract import DeviceRead, Punch, PunchEvent
+
+
+class Sink:
+    """Collects what a capture delivers, as the gateway's keeper would store it."""
+
+    def __init__(self) -> None:
+        self.cursor_value = DeviceCursor()
+        self.pulled_events: list[PunchEvent] = []
+        self.live_events: list[PunchEvent] = []
+        self.unreadable_reasons: list[str] = []
+        self.errors: list[str] = []
+        self.sessions = 0
+        self.lock = threading.Lock()
+
+    def cursor(self) -> DeviceCursor:
+        return self.cursor_value
+
+    def pulled(self, result: PullResult, session: DeviceSession) -> None:
+        with self.lock:
+            self.pulled_events += list(result.events)
+            self.cursor_value = result.cursor
+            self.sessions += 1
+
+    def punched(self, read: DeviceRead) -> None:
+        with self.lock:
+            self.live_events += list(read)
+
+    def unreadable(self, reason: str) -> None:
+        with self.lock:
+            self.unreadable_reasons.append(reason)
+
+    def failed(self, error: DeviceUnavailable) -> None:
+        with self.lock:
+            self.errors.append(str(error))
+
+    def all_events(self) -> dict[str, PunchEvent]:
+        with self.lock:
+            return {e.event_id: e for e in [*self.pulled_events, *self.live_events]}
+
+
+def settings(sim: ZkSimulator, protocol: str = "tcp", **overrides: object) -> ZkSettings:
+    args: dict[str, object] = {
+        "gateway_id": "opd-1", "device_id": "pintu", "host": "127.0.0.1", "port": sim.port,
+        "protocol": protocol, "timeout_s": 1,
+    }  # fmt: skip
+    args.update(overrides)
+    return ZkSettings(**args)  # type: ignore[arg-type]
+
+
+@contextmanager
+def capturing(driver: ZkDriver, renew_s: float = 30) -> Iterator[tuple[Sink, ZkLiveCapture]]:
+    sink = Sink()
+    capture = ZkLiveCapture(driver, sink, renew_s)
+    stop = threading.Event()
+    thread = threading.Thread(target=capture.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sink, capture
+    finally:
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive(), "the capture did not stop"
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def punches(events: object) -> set[tuple[str, datetime, int]]:
+    order = list(Punch)
+    return {(e.subject.zk_user_id, e.device_time, order.index(e.punch)) for e in events}  # type: ignore[attr-defined]
+
+
+def device_punches(device: ZkDevice) -> set[tuple[str, datetime, int]]:
+    return {(r.user_id, r.timestamp, r.punch) for r in device.records}
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+@pytest.mark.parametrize(("record_format", "user_format"), [(8, 28), (16, 28), (40, 72)])
+def test_punches_arrive_live_and_match_the_log(protocol: str, record_format: int, user_format: int) -> None:
+    device = ZkDevice.generate(users=6, records=20, record_format=record_format, user_format=user_format, seed=1)
+    with ZkSimulator(device, password=777) as sim:
+        driver = ZkDriver(settings(sim, protocol, password=777))
+        with capturing(driver) as (sink, capture):
+            wait_for(lambda: capture.sessions == 1 and device.listener_count == 1, what="the live session")
+            assert len(sink.pulled_events) == 20, "the session starts by reading the log"
+            added = [device.add_punch(f"{1001 + i}", punch=i % 2) for i in range(5)]
+            wait_for(lambda: len(sink.live_events) == 5, what="five live punches")
+        # The same punches read from the log are the same events: one event, whatever the path.
+        logged = driver.pull(DeviceCursor()).events
+    assert punches(sink.live_events) == {(r.user_id, r.timestamp, r.punch) for r in added}
+    assert {e.event_id for e in sink.live_events} <= {e.event_id for e in logged}
+    assert sink.errors == [] and sink.unreadable_reasons == []
+    first = sink.live_events[0]
+    assert first.device_serial == device.serial and first.clock_skew_s is not None
+
+
+def test_a_session_is_renewed_and_catches_up_with_what_the_stream_missed() -> None:
+    device = ZkDevice.generate(users=3, records=4, seed=2)
+    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim)), renew_s=0.6) as (sink, capture):
+        wait_for(lambda: capture.sessions == 1 and device.listener_count == 1)
+        # A punch the stream never sent (as between two sessions) reaches the log only.
+        missed = device.make_record("1002", device.now())
+        device.extend_records([missed])
+        wait_for(lambda: capture.sessions >= 3, what="two renewals")
+    assert (missed.user_id, missed.timestamp, missed.punch) in punches(sink.pulled_events)
+    assert punches(sink.all_events().values()) == device_punches(device)
+
+
+# --- parsing of event payloads ------------------------------------------------------------------
+
+_STAMP = bytes((26, 3, 2, 7, 31, 5))
+DAY = datetime(2026, 3, 2).date()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (struct.pack("<IBB6s", 1001, 1, 0, _STAMP), LiveEvent("1001", 1, 0, DAY, 27065)),
+        (
+            struct.pack("<24sBB6s", b"NIP-77", 15, 1, _STAMP),
+            LiveEvent("NIP-77", 15, 1, DAY, 27065),
+        ),
+        (struct.pack("<24sBB6s4x", b"42", 2, 0, _STAMP), LiveEvent("42", 2, 0, DAY, 27065)),
+        (struct.pack("<24sBB6s20x", b"42", 2, 4, _STAMP), LiveEvent("42", 2, 4, DAY, 27065)),
+        (struct.pack("<IBB6s2x", 1001, 1, 0, _STAMP), "unknown live event size: 14 bytes"),
+        (b"", "unknown live event size: 0 bytes"),
+        (struct.pack("<IBB6s", 1001, 1, 0, bytes((26, 2, 31, 7, 0, 0))), "impossible date"),
+        (struct.pack("<24sBB6s", b"\xff\xfe", 1, 0, _STAMP), "unreadable user id"),
+        (struct.pack("<24sBB6s", b"", 1, 0, _STAMP), "unreadable user id"),
+    ],
+)
+def test_live_event_payloads(payload: bytes, expected: LiveEvent | str) -> None:
+    parsed = parse_live_event(payload)
+    if isinstance(expected, str):
+        assert isinstance(parsed, str) and expected in parsed
+    else:
+        assert parsed == expected
