@@ -44,17 +44,21 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-def feed_total(url: str) -> int:
-    """How many punches the store holds (the last seq of its feed)."""
-    after = 0
-    with httpx.Client(base_url=url, timeout=30) as client:
+class FeedCounter:
+    """Counts the store's punches by reading its feed onward from where it left off."""
+
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30)
+        self.after = 0
+        self.count = 0
+
+    def __call__(self) -> int:
         while True:
-            page = client.get("/v1/feed", params={"after": after, "limit": 5000}).json()
-            if not page["items"]:
-                return after
-            after = page["next_after"]
+            page = self.client.get("/v1/feed", params={"after": self.after, "limit": 5000}).json()
+            self.count += len(page["items"])
+            self.after = page["next_after"]
             if not page["has_more"]:
-                return after
+                return self.count
 
 
 def run_gateway(folder: Path, url: str, ports: list[int], expected: int) -> tuple[float, float]:
@@ -62,18 +66,19 @@ def run_gateway(folder: Path, url: str, ports: list[int], expected: int) -> tupl
         {"id": f"t{i:02d}", "kind": "zk", "host": "127.0.0.1", "port": port, "poll_interval_s": 5, "live": i % 2 == 0}
         for i, port in enumerate(ports)
     ]
-    config = write_gateway_config(folder, url, devices, batch_size=2000)
+    config = write_gateway_config(folder, url, devices)  # the default batch of 1,000
+    feed_total = FeedCounter(url)
     started = time.perf_counter()
     gateway = subprocess.Popen(
         [PYTHON, "-m", "ekinerja.cli", "--log-level", "WARNING", "gateway", "run", "--config", str(config)]
     )
     try:
-        while feed_total(url) < expected:
+        while feed_total() < expected:
             if gateway.poll() is not None:
                 raise SystemExit(f"the gateway exited with {gateway.returncode}")
             if time.perf_counter() - started > 600:
                 raise SystemExit("the gateway did not catch up within 10 minutes")
-            time.sleep(0.2)
+            time.sleep(0.5)
         elapsed = time.perf_counter() - started
         return elapsed, peak_rss_mb(gateway.pid)
     finally:
@@ -95,7 +100,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp, store_process(Path(tmp)) as url:
             gateway_s, gateway_rss = run_gateway(Path(tmp), url, [s.port for s in sims], expected)
-            stored = feed_total(url)
+            stored = FeedCounter(url)()
         started = time.perf_counter()
         out = subprocess.run(
             [PYTHON, "-c", PYZK_SEQUENTIAL, *(str(s.port) for s in sims)], capture_output=True, text=True, check=True

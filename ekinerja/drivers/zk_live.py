@@ -193,8 +193,7 @@ class ZkLiveCapture:
         """One connection: catch up from the log, then take events until renewal, stop or failure."""
         s = self.driver.settings
         with self.driver.connect() as conn:
-            result = self.driver.read_new(conn, self.sink.cursor())
-            self.sink.pulled(result, DeviceSession(self.driver, conn))
+            self._catch_up(conn)
             # Measured again: the sink may have just set the terminal's clock (clock_policy = correct).
             info = self.driver.read_info(conn)
             stream = EventStream(conn, f"{s.device_id} ({s.protocol}://{s.host}:{s.port})")
@@ -211,6 +210,14 @@ class ZkLiveCapture:
                     return  # the next session starts with the log, which holds this punch
                 self.sink.punched(self._read(event, info))
             conn._ZK__sock.settimeout(s.timeout_s)  # pyzk's goodbye waits with its own timeout
+
+    def _catch_up(self, conn: Any) -> None:
+        """Read the log beyond the cursor and hand it to the sink; nothing of it is kept after."""
+        result = self.driver.read_new(conn, self.sink.cursor())
+        try:
+            self.sink.pulled(result, DeviceSession(self.driver, conn))
+        finally:
+            result.release()
 
     def _read(self, event: LiveEvent, info: DeviceInfo) -> DeviceRead:
         factory = self.driver.event_factory(info)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -148,15 +149,32 @@ class QuarantinedRecord:
     reason: str
 
 
+# Parsing a downloaded log and storing its events is where a read holds memory (a few MB per
+# 10,000 records) and the CPU. Downloads from many terminals go on at once, but one log at a time
+# is parsed and stored, so the gateway's memory does not grow with the number of terminals
+# catching up together; under the GIL two would not parse faster (bench/many_terminals.py).
+LOG_READS_AT_ONCE = 1
+_log_reads = threading.BoundedSemaphore(LOG_READS_AT_ONCE)
+
+
 @dataclass
 class PullResult:
-    """The outcome of one poll: new events, quarantined records and the cursor after them."""
+    """The outcome of one poll: new events, quarantined records and the cursor after them.
+
+    A result that downloaded holds one of the LOG_READS_AT_ONCE slots until :meth:`release`
+    (once its events are stored); :meth:`ZkDriver.pull` releases it in any case.
+    """
 
     info: DeviceInfo
     cursor: DeviceCursor
     downloaded: bool
     events: Sequence[PunchEvent] = ()
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    _slot: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def release(self) -> None:
+        """Let another terminal's log be parsed (the events are stored; safe to call twice)."""
+        self._slot.close()
 
 
 class ZkDriver:
@@ -226,8 +244,11 @@ class ZkDriver:
         """
         with self.connect() as conn:
             result = self.read_new(conn, cursor)
-            if then is not None:
-                then(result, DeviceSession(self, conn))
+            try:
+                if then is not None:
+                    then(result, DeviceSession(self, conn))
+            finally:
+                result.release()
         return result
 
     def read_new(self, conn: Any, cursor: DeviceCursor) -> PullResult:
@@ -239,11 +260,17 @@ class ZkDriver:
         users = self._download_users(conn) if record_size(body, count) == 8 else []
         skip = self._resume_index(cursor, info, body, count)
         result = PullResult(info=info, cursor=cursor, downloaded=True)
-        with gc_paused():
-            records, bad = parse_attendance(
-                body, count, uid_to_user={u.uid: u.user_id for u in users}, skip=skip, encoding=self.settings.encoding
-            )
-            self._to_events(records, info, result)
+        uid_to_user = {u.uid: u.user_id for u in users}
+        result._slot.enter_context(_log_reads)  # released by the caller once stored
+        try:
+            with gc_paused():
+                records, bad = parse_attendance(
+                    body, count, uid_to_user=uid_to_user, skip=skip, encoding=self.settings.encoding
+                )
+                self._to_events(records, info, result)
+        except BaseException:
+            result.release()
+            raise
         result.quarantined += [self._quarantine(info, b) for b in bad]
         last_time = records[-1].device_time if records else cursor.last_device_time
         result.cursor = DeviceCursor(info.serial, count, last_time, _last_record_sha(body, count))

@@ -90,6 +90,7 @@ class DeviceKeeper:
         status.online, status.info, status.last_error = True, result.info, None
         status.last_poll = datetime.now(UTC)
         status.last_new = self._store(result)
+        result.release()  # stored: another terminal's log may be parsed while the policies talk to this one
         status.last_punch = max(filter(None, (status.last_punch, result.cursor.last_device_time)), default=None)
         self._keep_clock(result, session)
         self._keep_log(result, session)

@@ -19,6 +19,7 @@ from ekinerja.drivers.zk_live import ZkLiveCapture
 from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.gateway.device_keeper import DeviceKeeper
+from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
@@ -100,6 +101,7 @@ class GatewayService:
         """The long-lived service: scheduled polls and pushes until ``stop`` is set."""
         from ekinerja.sync.jobs import Jobs
 
+        limit_malloc_arenas()  # a thread per terminal: see malloc_arenas
         polled = [d for d in self.config.devices if not d.live]
         jobs = Jobs(len(polled))
         for device in polled:

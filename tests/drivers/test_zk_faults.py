@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,7 +11,7 @@ import pytest
 
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
-from ekinerja.drivers.zkteco import DeviceCursor, DeviceUnavailable, ZkDriver, ZkSettings
+from ekinerja.drivers.zkteco import LOG_READS_AT_ONCE, DeviceCursor, DeviceUnavailable, ZkDriver, ZkSettings
 from ekinerja.sync.contract import Punch
 
 
@@ -130,3 +132,32 @@ def test_a_link_closed_in_the_middle_of_a_chunk_is_an_error_not_a_hang() -> None
         with pytest.raises(DeviceUnavailable, match="the terminal closed the connection"):
             driver.pull(DeviceCursor())
         assert len(driver.pull(DeviceCursor()).events) == 3000
+
+
+def test_many_terminals_download_at_once_but_parse_and_store_one_log_at_a_time() -> None:
+    devices = [ZkDevice.generate(users=5, records=2000, serial=f"GATE{i:06d}", seed=i) for i in range(6)]
+    sims = [ZkSimulator(d).start() for d in devices]
+    inside, most, lock = 0, 0, threading.Lock()
+
+    def store(result: object, session: object) -> None:  # the slot is held until the result is stored
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        with lock:
+            inside -= 1
+
+    try:
+        threads = [
+            threading.Thread(target=ZkDriver(settings(sim)).pull, args=(DeviceCursor(),), kwargs={"then": store})
+            for sim in sims
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for sim in sims:
+            sim.stop()
+    assert most == LOG_READS_AT_ONCE == 1
