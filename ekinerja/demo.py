@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         _announce(store_url, sims, data, reports_token, nip)
         _watch(stop, args.seconds, service, sims, store_url)
         gateway.join(30)
+        for sim in sims.values():
+            sim.stop_punching()
         service.pull_all()  # a last read and push, so the summary compares complete figures
         service.sync_once()
         print(f"demo stopped: {_on_devices(sims)} punches on the terminals, {_stored(store_url)} in the store.")

@@ -24,7 +24,9 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol
 
 from zk import const
+from zk.exception import ZKError
 
+from ekinerja.drivers.zk_records import DeviceUser
 from ekinerja.drivers.zkteco import (
     PUNCH_CODES,
     VERIFY_CODES,
@@ -58,6 +60,7 @@ class LiveEvent(NamedTuple):
     punch_code: int
     day: date
     second: int
+    by_number: bool = False  # a 12-byte event: a number that may be the user id or the internal uid
 
 
 def parse_live_event(payload: bytes, encoding: str = "UTF-8") -> LiveEvent | str:
@@ -77,7 +80,8 @@ def parse_live_event(payload: bytes, encoding: str = "UTF-8") -> LiveEvent | str
         return f"impossible date in a live event: {exc}"
     if subject_key(user_id) is None:
         return f"unreadable user id {user_id!r} in a live event"
-    return LiveEvent(user_id, verify, punch, when.date(), hour * 3600 + minute * 60 + second)
+    numeric = len(payload) == _NUMERIC_EVENT.size
+    return LiveEvent(user_id, verify, punch, when.date(), hour * 3600 + minute * 60 + second, numeric)
 
 
 class EventStream:
@@ -97,8 +101,13 @@ class EventStream:
 
     def start(self) -> None:
         """Ask the terminal to push attendance events on this connection."""
-        self._conn.cancel_capture()
-        self._conn.reg_event(const.EF_ATTLOG)
+        try:
+            self._conn.cancel_capture()
+            self._conn.reg_event(const.EF_ATTLOG)
+        except ZKError as exc:
+            raise DeviceUnavailable(
+                f"{self._where}: the terminal refused live events ({exc}); set live = false for it"
+            ) from None
 
     def next(self, timeout_s: float) -> bytes | None:
         """The payload of the next event, or None when none arrived within ``timeout_s``."""
@@ -165,6 +174,29 @@ class LiveSink(Protocol):
         """The session failed; the driver's backoff says when to try again."""
 
 
+class UserDirectory:
+    """Who a numeric live event means. Terminals with 8-byte records put the internal uid in the
+    event where others put the user id; the terminal's user table tells them apart, and an event
+    it cannot tell apart is left to the log, which names the user unambiguously."""
+
+    def __init__(self, users: list[DeviceUser]) -> None:
+        self.user_ids = {u.user_id for u in users}
+        self.by_uid = {u.uid: u.user_id for u in users}
+
+    def resolve(self, event: LiveEvent) -> str | None:
+        """The user id of the event, or None when the number is unknown or ambiguous."""
+        if not event.by_number:
+            return event.user_id
+        as_uid = self.by_uid.get(int(event.user_id))
+        if event.user_id in self.user_ids:
+            return event.user_id if as_uid in (None, event.user_id) else None
+        return as_uid
+
+
+# After this many live events in a row that cannot be read, the terminal is read by polling only.
+UNREADABLE_BEFORE_POLLING = 3
+
+
 class ZkLiveCapture:
     """Keeps one terminal's live stream up, renewing it every ``renew_s`` and after any failure."""
 
@@ -173,6 +205,13 @@ class ZkLiveCapture:
         self.sink = sink
         self.renew_s = renew_s
         self.sessions = 0
+        self.unreadable_in_a_row = 0
+        self._users: tuple[tuple[str, int], UserDirectory] | None = None  # by (serial, user count)
+
+    @property
+    def polling_only(self) -> bool:
+        """Whether live events proved unreadable and the terminal is read by polling instead."""
+        return self.unreadable_in_a_row >= UNREADABLE_BEFORE_POLLING
 
     def run(self, stop: threading.Event) -> None:
         """Capture until ``stop`` is set."""
@@ -191,25 +230,54 @@ class ZkLiveCapture:
 
     def _session(self, stop: threading.Event) -> None:
         """One connection: catch up from the log, then take events until renewal, stop or failure."""
-        s = self.driver.settings
         with self.driver.connect() as conn:
             self._catch_up(conn)
             # Measured again: the sink may have just set the terminal's clock (clock_policy = correct).
             info = self.driver.read_info(conn)
-            stream = EventStream(conn, f"{s.device_id} ({s.protocol}://{s.host}:{s.port})")
-            stream.start()
-            self.sessions += 1
             renew_at = time.monotonic() + self.renew_s
-            while not stop.is_set() and (remaining := renew_at - time.monotonic()) > 0:
-                payload = stream.next(min(remaining, 0.5))
-                if payload is None:
-                    continue
-                event = parse_live_event(payload, s.encoding)
-                if isinstance(event, str):
-                    self.sink.unreadable(event)
-                    return  # the next session starts with the log, which holds this punch
-                self.sink.punched(self._read(event, info))
-            conn._ZK__sock.settimeout(s.timeout_s)  # pyzk's goodbye waits with its own timeout
+            if self.polling_only:
+                self.driver.backoff.succeeded()
+                stop.wait(self.renew_s)
+                return
+            users = self._directory(conn, info)
+            stream = EventStream(conn, self.driver.where)
+            stream.start()
+            self.driver.backoff.succeeded()  # only now: a session that cannot start must back off
+            self.sessions += 1
+            self._take_events(stop, stream, info, users, renew_at)
+            conn._ZK__sock.settimeout(self.driver.settings.timeout_s)  # pyzk's goodbye waits with its own
+
+    def _take_events(
+        self, stop: threading.Event, stream: EventStream, info: DeviceInfo, users: UserDirectory, renew_at: float
+    ) -> None:
+        """Hand each event to the sink until renewal or stop; return early on one that cannot be read."""
+        while not stop.is_set() and (remaining := renew_at - time.monotonic()) > 0:
+            payload = stream.next(min(remaining, 0.5))
+            if payload is None:
+                continue
+            event = parse_live_event(payload, self.driver.settings.encoding)
+            if isinstance(event, str):
+                self._unreadable(event)
+                return  # the next session starts with the log, which holds this punch
+            user_id = users.resolve(event)
+            if user_id is None:
+                self._unreadable(f"live event of user number {event.user_id}, unknown or ambiguous on the terminal")
+                return
+            self.unreadable_in_a_row = 0
+            self.sink.punched(self._read(event._replace(user_id=user_id), info))
+
+    def _unreadable(self, reason: str) -> None:
+        self.unreadable_in_a_row += 1
+        if self.polling_only:
+            reason += f"; {self.unreadable_in_a_row} in a row: this terminal is now read by polling only"
+        self.sink.unreadable(reason)
+
+    def _directory(self, conn: Any, info: DeviceInfo) -> UserDirectory:
+        """The terminal's users, downloaded again only when its serial or user count changed."""
+        key = (info.serial, info.users)
+        if self._users is None or self._users[0] != key:
+            self._users = (key, UserDirectory(self.driver.users_on(conn)))
+        return self._users[1]
 
     def _catch_up(self, conn: Any) -> None:
         """Read the log beyond the cursor and hand it to the sink; nothing of it is kept after."""
@@ -223,7 +291,7 @@ class ZkLiveCapture:
         factory = self.driver.event_factory(info)
         read = factory.new_read()
         subject = subject_key(event.user_id)
-        assert subject is not None  # parse_live_event checked it
+        assert subject is not None  # parse_live_event and the directory checked it
         read.rows.append(
             (
                 subject,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,6 +88,19 @@ class _EndOfStreamRaises:
         return getattr(self._sock, name)
 
 
+def _wake(sock: Any, *, tcp: bool) -> None:
+    """Make a request blocked on ``sock`` fail now.
+
+    A TCP socket is shut down. pyzk's UDP socket is not connected, and shutting it down wakes
+    nobody on Linux: a one-byte datagram to it does, and pyzk cannot parse it.
+    """
+    if tcp:
+        sock.shutdown(socket.SHUT_RDWR)
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+        waker.sendto(b"\x00", ("127.0.0.1", sock.getsockname()[1]))
+
+
 class DeviceUnavailable(Exception):
     """The terminal did not answer or the link failed; the message says what to check."""
 
@@ -117,12 +132,14 @@ class DeviceCursor:
 
     ``last_record_sha`` is the SHA-256 of the raw bytes of the last record read: the log is
     resumed after ``record_count`` records only while that record is still where it was.
+    ``log_sha`` is that of the whole log: it is cleared only while it is still exactly that.
     """
 
     serial: str | None = None
     record_count: int = 0
     last_device_time: datetime | None = None
     last_record_sha: str | None = None
+    log_sha: str | None = None  # of the whole log as last downloaded: what a clear may remove
 
 
 @dataclass(frozen=True)
@@ -182,13 +199,19 @@ class ZkDriver:
 
     def __init__(self, settings: ZkSettings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        self.where = f"{settings.device_id} ({settings.protocol}://{settings.host}:{settings.port})"
         self._zone = ZoneInfo(settings.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
         self.backoff = Backoff(base_s=min(2.0, settings.max_backoff_s), max_s=settings.max_backoff_s)
+        self.stopping = False
+        self._conn: Any = None
+        self._critical = threading.Lock()  # held while the terminal is disabled for a clear
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
         """An open pyzk connection; any failure becomes DeviceUnavailable."""
+        if self.stopping:
+            raise DeviceUnavailable(f"{self.where}: the gateway is stopping")
         s = self.settings
         zk = ZK(
             s.host,
@@ -199,9 +222,25 @@ class ZkDriver:
             ommit_ping=True,
             encoding=s.encoding,
         )
-        where = f"{s.device_id} ({s.protocol}://{s.host}:{s.port})"
+        self._conn = zk  # pyzk's connect() returns this same object: abort() can reach it from now on
         try:
-            conn = zk.connect()
+            conn = self._open(zk)
+            if conn.tcp:  # pyzk's private socket attribute: see _EndOfStreamRaises
+                conn._ZK__sock = _EndOfStreamRaises(conn._ZK__sock)
+            try:
+                with self.errors():
+                    yield conn
+            finally:
+                # The link may already be gone; there is nothing left to release then.
+                with suppress(Exception):
+                    conn.disconnect()
+        finally:
+            self._conn = None
+
+    def _open(self, zk: Any) -> Any:
+        where = self.where
+        try:
+            return zk.connect()
         except ZKError as exc:
             if "Unauthenticated" in str(exc):
                 raise DeviceRefused(f"{where}: comm key refused; check `password` for this device") from None
@@ -211,18 +250,32 @@ class ZkDriver:
             raise DeviceRefused(f"{where}: pyzk cannot use this comm key; set another on the terminal") from None
         except (OSError, ValueError, IndexError) as exc:
             raise DeviceUnavailable(f"{where}: connection failed ({exc})") from None
-        if conn.tcp:  # pyzk's private socket attribute: see _EndOfStreamRaises
-            conn._ZK__sock = _EndOfStreamRaises(conn._ZK__sock)
+
+    @contextmanager
+    def errors(self, doing: str | None = None) -> Iterator[None]:
+        """Turns whatever pyzk raises on a broken or refusing terminal into DeviceUnavailable."""
         try:
-            yield conn
+            yield
         except ZKError as exc:
-            raise DeviceUnavailable(f"{where}: {exc}") from None
+            raise DeviceUnavailable(f"{self.where}: {f'{doing} ({exc})' if doing else exc}") from None
         except (OSError, ValueError, IndexError, TimeoutError, struct.error) as exc:
-            raise DeviceUnavailable(f"{where}: transfer failed ({type(exc).__name__}: {exc})") from None
+            failed = f"{type(exc).__name__}: {exc}"
+            raise DeviceUnavailable(f"{self.where}: {doing or 'transfer failed'} ({failed})") from None
+
+    def abort(self) -> None:
+        """Stop at once (the gateway is stopping): the request in flight fails, none is started.
+
+        A terminal disabled for a log clear is left to finish the clear and enable itself.
+        """
+        self.stopping = True
+        conn = self._conn
+        if conn is None or not self._critical.acquire(blocking=False):
+            return
+        try:
+            with suppress(OSError, AttributeError):
+                _wake(conn._ZK__sock, tcp=conn.tcp)
         finally:
-            # The link may already be gone; there is nothing left to release then.
-            with suppress(Exception):
-                conn.disconnect()
+            self._critical.release()
 
     def read_info(self, conn: Any) -> DeviceInfo:
         """Serial, firmware, sizes and clock skew; a handful of round trips."""
@@ -254,7 +307,9 @@ class ZkDriver:
     def read_new(self, conn: Any, cursor: DeviceCursor) -> PullResult:
         """What the terminal holds beyond ``cursor``, over an open connection."""
         info = self.read_info(conn)
-        if cursor.serial == info.serial and cursor.record_count == info.records:
+        # A full log may be one that overwrites its oldest records: its count no longer moves.
+        full = 0 < info.records_capacity <= info.records
+        if cursor.serial == info.serial and cursor.record_count == info.records and not full:
             return PullResult(info=info, cursor=cursor, downloaded=False)
         body, count = self.download_log(conn)
         users = self._download_users(conn) if record_size(body, count) == 8 else []
@@ -273,8 +328,13 @@ class ZkDriver:
             raise
         result.quarantined += [self._quarantine(info, b) for b in bad]
         last_time = records[-1].device_time if records else cursor.last_device_time
-        result.cursor = DeviceCursor(info.serial, count, last_time, _last_record_sha(body, count))
+        log_sha = hashlib.sha256(body).hexdigest()
+        result.cursor = DeviceCursor(info.serial, count, last_time, _last_record_sha(body, count), log_sha)
         return result
+
+    def users_on(self, conn: Any) -> list[DeviceUser]:
+        """Every user enrolled on the terminal, over an open connection (after read_info)."""
+        return self._download_users(conn)
 
     def read_users(self) -> list[DeviceUser]:
         """Every user enrolled on the terminal."""
@@ -381,6 +441,14 @@ class ZkDriver:
 AfterPull = Callable[[PullResult, "DeviceSession"], None]
 
 
+class ClearOutcome(Enum):
+    """What became of a request to clear a terminal's log."""
+
+    CLEARED = "cleared"
+    PUNCHED = "someone punched since the log was read; nothing cleared"
+    CHANGED = "the log is not the one that was read (cleared and refilled, or oldest records overwritten)"
+
+
 class DeviceSession:
     """Actions on a terminal over a connection that is already open (see :meth:`ZkDriver.pull`)."""
 
@@ -390,26 +458,33 @@ class DeviceSession:
 
     def set_time(self, when: datetime | None = None) -> None:
         """Set the terminal's clock to ``when`` (default: now in the device's zone)."""
-        self.conn.set_time(self.driver.local_now(when))
+        with self.driver.errors("could not set its clock"):
+            self.conn.set_time(self.driver.local_now(when))
 
-    def clear_log(self, expected_records: int) -> bool:
-        """Empty the attendance log if it still holds exactly ``expected_records``; verify it is empty.
+    def clear_log(self, cursor: DeviceCursor) -> ClearOutcome:
+        """Empty the attendance log if it is still exactly the one ``cursor`` read; verify it is empty.
 
-        The terminal is disabled meanwhile, so nobody can punch between the count and the clear;
-        a count that moved means someone punched since the records were read: nothing is cleared
-        and False is returned (the next poll reads the new punches and tries again).
+        The terminal is disabled meanwhile so nobody can punch between the check and the clear.
+        The check downloads the log again and compares it whole: a count alone cannot tell a log
+        refilled to the same count, or one that overwrote its oldest records, from the one read.
         """
-        conn, device_id = self.conn, self.driver.settings.device_id
-        conn.disable_device()
-        try:
-            conn.read_sizes()
-            if conn.records != expected_records:
-                return False
-            conn.clear_attendance()
-            conn.read_sizes()
-            if conn.records != 0:
-                raise DeviceUnavailable(f"{device_id}: the log still holds {conn.records} records after clearing")
-            return True
-        finally:
-            with suppress(Exception):  # the link may be gone; the terminal re-enables when it ends
-                conn.enable_device()
+        driver, conn = self.driver, self.conn
+        with driver._critical, driver.errors("clearing its log failed"):
+            conn.disable_device()
+            try:
+                conn.read_sizes()
+                if conn.records != cursor.record_count:
+                    return ClearOutcome.PUNCHED
+                body, _count = driver.download_log(conn)
+                if hashlib.sha256(body).hexdigest() != cursor.log_sha:
+                    return ClearOutcome.CHANGED
+                conn.clear_attendance()
+                conn.read_sizes()
+                if conn.records != 0:
+                    raise DeviceUnavailable(
+                        f"{driver.where}: the log still holds {conn.records} records after clearing"
+                    )
+                return ClearOutcome.CLEARED
+            finally:
+                with suppress(Exception):  # the link may be gone; the terminal re-enables when it ends
+                    conn.enable_device()

@@ -116,6 +116,7 @@ cursors = Table(
     Column("record_count", Integer, nullable=False),
     Column("last_device_time", DateTime),
     Column("last_record_sha", String(64)),
+    Column("log_sha", String(64)),
     Column("updated_at", DateTime, nullable=False),
 )
 
@@ -250,6 +251,9 @@ class Buffer:
                 conn.execute(CreateTable(table, if_not_exists=True))
                 for index in table.indexes:
                     conn.execute(CreateIndex(index, if_not_exists=True))
+            cursor_columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(cursors)")}
+            if "log_sha" not in cursor_columns:  # a buffer from before full-log clearing
+                conn.exec_driver_sql("ALTER TABLE cursors ADD COLUMN log_sha VARCHAR(64)")
             conn.exec_driver_sql(f"PRAGMA user_version = {LAYOUT_VERSION}")
 
     def close(self) -> None:
@@ -285,17 +289,21 @@ class Buffer:
             }
             for q in quarantined
         ]
+        new_keys: dict[str, int] = {}
         with self._write_lock, self.engine.begin() as conn:
-            added = sum(self._insert_read(conn, read) for read in batches if len(read))
+            added = sum(self._insert_read(conn, read, new_keys) for read in batches if len(read))
             if bad:
                 conn.execute(sqlite_insert(quarantine).on_conflict_do_nothing(), bad)
             if cursor is not None and device_id is not None:
                 self._save_cursor(conn, device_id, cursor, now)
+        # Only now: a key row of a transaction that rolled back does not exist, and its id may
+        # later go to another device.
+        self._key_ids.update(new_keys)
         return added
 
-    def _insert_read(self, conn: Any, read: DeviceRead) -> int:
+    def _insert_read(self, conn: Any, read: DeviceRead, new_keys: dict[str, int]) -> int:
         origin = read.origin
-        key_id = self._key_id(conn, origin.device_key)
+        key_id = self._key_id(conn, origin.device_key, new_keys)
         values = origin._asdict() | {"captured_at": origin.captured_at.isoformat(), "source": origin.source.value}
         read_id = conn.execute(insert(reads).values(device_key_id=key_id, **values)).inserted_primary_key[0]
         added = conn.exec_driver_sql(_INSERT_EVENTS.format(read_id=read_id, key_id=key_id), read.rows).rowcount
@@ -303,12 +311,12 @@ class Buffer:
             conn.execute(reads.delete().where(reads.c.id == read_id))
         return max(int(added), 0)
 
-    def _key_id(self, conn: Any, key: str) -> int:
-        key_id = self._key_ids.get(key)
+    def _key_id(self, conn: Any, key: str, new_keys: dict[str, int]) -> int:
+        key_id = self._key_ids.get(key) or new_keys.get(key)
         if key_id is None:
             conn.execute(sqlite_insert(device_keys).values(device_key=key).on_conflict_do_nothing())
             key_id = conn.execute(select(device_keys.c.id).where(device_keys.c.device_key == key)).scalar_one()
-            self._key_ids[key] = key_id
+            new_keys[key] = key_id
         return key_id
 
     @staticmethod
@@ -318,6 +326,7 @@ class Buffer:
             "record_count": cursor.record_count,
             "last_device_time": cursor.last_device_time,
             "last_record_sha": cursor.last_record_sha,
+            "log_sha": cursor.log_sha,
             "updated_at": now,
         }
         stmt = sqlite_insert(cursors).values(device_id=device_id, **values)
@@ -329,7 +338,7 @@ class Buffer:
             row = conn.execute(select(cursors).where(cursors.c.device_id == device_id)).first()
         if row is None:
             return DeviceCursor()
-        return DeviceCursor(row.serial, row.record_count, row.last_device_time, row.last_record_sha)
+        return DeviceCursor(row.serial, row.record_count, row.last_device_time, row.last_record_sha, row.log_sha)
 
     def pending(self, limit: int, after: int = 0) -> list[PendingEvent]:
         """The oldest events not yet acknowledged, in the order they were buffered (from ``seq > after``).
@@ -481,6 +490,12 @@ class Buffer:
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(log_clears.insert().values(**row))
             self._save_cursor(conn, device_id, DeviceCursor(serial, 0, last, None), now)
+
+    def rewind_cursor(self, device_id: str) -> None:
+        """Have the device's log read whole at the next poll (its content changed behind the cursor)."""
+        old = self.cursor(device_id)
+        with self._write_lock, self.engine.begin() as conn:
+            self._save_cursor(conn, device_id, DeviceCursor(old.serial, 0, old.last_device_time), _utcnow())
 
     def log_clears(self) -> list[tuple[str, str | None, int, datetime]]:
         """Every log the gateway cleared: (device_id, serial, records cleared, when in UTC), oldest first."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from ekinerja.config.gateway import ZkDevice
 from ekinerja.drivers.zkteco import (
+    ClearOutcome,
     DeviceCursor,
     DeviceInfo,
     DeviceRefused,
@@ -70,10 +71,12 @@ class DeviceKeeper:
             return None
         self.status.last_poll = datetime.now(UTC)
         try:
-            return self.driver.pull(self.cursor(), then=self.pulled)
+            result = self.driver.pull(self.cursor(), then=self.pulled)
         except DeviceUnavailable as exc:
             self.failed(exc)
             return None
+        self.driver.backoff.succeeded()
+        return result
 
     # --- what reads bring (also the live capture's sink) ---------------------------------------
 
@@ -86,21 +89,24 @@ class DeviceKeeper:
         status = self.status
         if not status.online:
             log.info("%s: online, serial %s, %d records", self.device.id, result.info.serial, result.info.records)
-        self.driver.backoff.succeeded()
         status.online, status.info, status.last_error = True, result.info, None
         status.last_poll = datetime.now(UTC)
         status.last_new = self._store(result)
         result.release()  # stored: another terminal's log may be parsed while the policies talk to this one
         status.last_punch = max(filter(None, (status.last_punch, result.cursor.last_device_time)), default=None)
-        self._keep_clock(result, session)
-        self._keep_log(result, session)
+        try:
+            self._keep_clock(result, session)
+            self._keep_log(result, session)
+        except DeviceUnavailable as exc:  # what was read is stored; the policies try again next time
+            status.last_error = str(exc)
+            log.warning("%s; the punches read are stored, the next poll tries again", exc)
 
     def punched(self, read: DeviceRead) -> None:
         """Store punches that arrived live and have them pushed at once."""
         added = self.buffer.append(read)
         self.status.live_events += len(read)
         for event in read:
-            log.info("%s: live punch of %s at %s", self.device.id, event.subject.key(), event.device_time)
+            log.debug("%s: live punch of %s at %s", self.device.id, event.subject.key(), event.device_time)
             self.status.last_punch = max(filter(None, (self.status.last_punch, event.device_time)))
         if added:
             self.on_new_events()
@@ -116,7 +122,7 @@ class DeviceKeeper:
         # A refused comm key will not fix itself: wait the longest at once rather than hammer the terminal.
         backoff = self.driver.backoff
         delay = backoff.failed(at_least_s=backoff.max_s if isinstance(error, DeviceRefused) else 0)
-        if status.online or status.last_error != str(error):
+        if not self.driver.stopping and (status.online or status.last_error != str(error)):
             log.warning("%s; will retry in %.0f s", error, delay)
         status.online, status.last_error = False, str(error)
 
@@ -180,10 +186,13 @@ class DeviceKeeper:
         if not rule(unacknowledged=waiting):
             log.info("%s: its log is full; cleared once the store acknowledges %d more punch(es)", device.id, waiting)
             return
-        if not session.clear_log(info.records):
-            log.info(
-                "%s: punches arrived while clearing its log; cleared nothing, the next poll tries again", device.id
-            )
+        outcome = session.clear_log(cursor)
+        if outcome is ClearOutcome.CHANGED:
+            self.buffer.rewind_cursor(device.id)
+            log.warning("%s: %s; nothing cleared, the log is read whole at the next poll", device.id, outcome.value)
+            return
+        if outcome is ClearOutcome.PUNCHED:
+            log.info("%s: %s; the next poll reads the new punches and tries again", device.id, outcome.value)
             return
         self.buffer.record_log_clear(device.id, info.serial, info.records)
         self.status.last_log_clear = (datetime.now(UTC), info.records)

@@ -22,11 +22,13 @@ from ekinerja.gateway.device_keeper import DeviceKeeper
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
+    from ekinerja.sync.jobs import Jobs
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
 
 log = logging.getLogger("ekinerja.gateway")
 
 BUFFER_FILE = "buffer.sqlite3"
+STOP_WAIT_S = 10.0
 
 
 def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
@@ -121,10 +123,21 @@ class GatewayService:
         try:
             stop.wait()
         finally:
-            for thread in captures:
-                thread.join()
-            jobs.stop()
-            self.on_new_events = lambda: None
+            self._stop_promptly(jobs, captures)
+
+    def _stop_promptly(self, jobs: Jobs, captures: list[threading.Thread]) -> None:
+        """No new poll starts, and every terminal request in flight fails now rather than at its timeout."""
+        jobs.pause()
+        for driver in self.drivers.values():
+            driver.abort()
+        for thread in captures:
+            thread.join(STOP_WAIT_S)
+            if thread.is_alive():
+                log.warning("%s did not stop within %g s", thread.name, STOP_WAIT_S)
+        jobs.stop()
+        self.on_new_events = lambda: None
+        for driver in self.drivers.values():  # nothing runs any more: one-off reads may follow
+            driver.stopping = False
 
     def _start_live_captures(self, stop: threading.Event) -> list[threading.Thread]:
         """A thread per ``live`` device, each keeping its stream up until ``stop``."""

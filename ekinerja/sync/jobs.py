@@ -103,6 +103,11 @@ class Jobs:
         """Start running jobs in the background."""
         self.scheduler.start()
 
+    def pause(self) -> None:
+        """Start no more jobs (those running go on)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+
     def stop(self) -> None:
         """Stop and wait for running jobs to finish."""
         if self.scheduler.running:

@@ -225,7 +225,7 @@ def test_restart_drops_clients_refuses_while_down_then_serves(
     with pytest.raises(ZKNetworkError):
         # Over TCP the connection is refused at once; over UDP the datagram is ignored.
         connect(sim, udp=udp, timeout=0.3)
-    assert time.monotonic() - started < 0.9  # neither hangs for a TCP timeout
+    assert time.monotonic() - started < 1.5  # neither waits for the terminal to come back
     assert wait_until(lambda: _connects(sim, udp), timeout_s=3)
     conn = connect(sim, udp=udp)
     assert tuples(conn.get_attendance()) == expected
@@ -306,19 +306,19 @@ def test_delay_is_per_tcp_connection_and_live_events_do_not_wait(
     watcher = raw_clients(sim, False)
     watcher.subscribe()
     conns = [connect(sim, timeout=5) for _ in range(2)]
-    sim.delay_s = 1.0
+    sim.delay_s = 2.0
     started = time.monotonic()
     record = sim.device.add_punch("1004")
     assert watcher.receive().payload == sim.device.event_payload(record)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 1.5  # not held back by the 2 s reply delay
     threads = [threading.Thread(target=conn.get_time) for conn in conns]
     started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    # Both waited at once, in their own threads: in turn they would need 2 s.
-    assert 0.9 <= time.monotonic() - started < 1.8
+    # Both waited at once, in their own threads: in turn they would need 4 s.
+    assert 1.9 <= time.monotonic() - started < 3.5
 
 
 # ---------------------------------------------------------------------------- clock and capacity

@@ -128,6 +128,38 @@ def test_a_session_is_renewed_and_catches_up_with_what_the_stream_missed() -> No
     assert punches(sink.all_events().values()) == device_punches(device)
 
 
+def test_numbered_events_of_a_uid_terminal_are_resolved_through_its_users_or_left_to_the_log() -> None:
+    # 8-byte records and text user ids: the terminal puts the internal uid in the live event.
+    device = ZkDevice(record_format=8, user_format=72, serial="UIDS000001")
+    device.add_user("1001", "Agus", uid=1)
+    device.add_user("A-12", "Budi", uid=5)
+    device.add_user("7", "Dewi", uid=3)
+    device.add_user("B-7", "Eko", uid=7)  # its uid is also the user id "7": who is number 7?
+    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim))) as (sink, capture):
+        wait_for(lambda: capture.sessions == 1 and device.listener_count == 1)
+        device.add_punch("A-12")
+        wait_for(lambda: len(sink.live_events) == 1, what="the resolved live punch")
+        device.add_punch("B-7", datetime(2026, 3, 2, 7, 0))
+        wait_for(lambda: len(sink.unreadable_reasons) == 1 and capture.sessions == 2, what="a session from the log")
+    [live] = sink.live_events
+    assert live.subject.zk_user_id == "A-12"
+    assert "ambiguous" in sink.unreadable_reasons[0]
+    assert punches(sink.all_events().values()) == device_punches(device)
+
+
+def test_a_terminal_whose_events_cannot_be_read_is_polled_instead() -> None:
+    device = ZkDevice.generate(users=3, records=0, seed=5)
+    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim)), renew_s=0.5) as (sink, capture):
+        sim.live_event_size = 14
+        for i in range(4):
+            wait_for(lambda: device.listener_count == 1 or capture.polling_only, what="a session")
+            device.add_punch(f"{1001 + i % 3}", datetime(2026, 3, 2, 7, i))
+            wait_for(lambda i=i: len(sink.pulled_events) == i + 1, what="the punch read from the log")  # type: ignore[misc]
+        assert capture.polling_only and len(sink.unreadable_reasons) == 3
+        assert "read by polling only" in sink.unreadable_reasons[-1]
+    assert punches(sink.all_events().values()) == device_punches(device) and sink.live_events == []
+
+
 # --- parsing of event payloads ------------------------------------------------------------------
 
 _STAMP = bytes((26, 3, 2, 7, 31, 5))
@@ -137,7 +169,7 @@ DAY = datetime(2026, 3, 2).date()
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        (struct.pack("<IBB6s", 1001, 1, 0, _STAMP), LiveEvent("1001", 1, 0, DAY, 27065)),
+        (struct.pack("<IBB6s", 1001, 1, 0, _STAMP), LiveEvent("1001", 1, 0, DAY, 27065, by_number=True)),
         (
             struct.pack("<24sBB6s", b"NIP-77", 15, 1, _STAMP),
             LiveEvent("NIP-77", 15, 1, DAY, 27065),

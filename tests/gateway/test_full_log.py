@@ -11,7 +11,7 @@ from ekinerja.config.gateway import GatewayConfig
 from ekinerja.config.loader import load_model
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
-from ekinerja.drivers.zkteco import DeviceCursor, ZkDriver, ZkSettings
+from ekinerja.drivers.zkteco import ClearOutcome, DeviceCursor, DeviceSession, PullResult, ZkDriver, ZkSettings
 from ekinerja.gateway.log_policy import should_clear_log
 from ekinerja.gateway.service import GatewayService
 
@@ -100,9 +100,9 @@ def test_a_punch_during_the_clear_cancels_it() -> None:
     with ZkSimulator(device) as sim:
         driver = ZkDriver(ZkSettings(gateway_id="opd-1", device_id="pintu", host="127.0.0.1", port=sim.port))
 
-        def clear_with_one_more_punch(result: object, session: object) -> None:
+        def clear_with_one_more_punch(result: PullResult, session: DeviceSession) -> None:
             device.add_punch("1001", datetime(2026, 4, 1, 7, 0))  # after the read, before the clear
-            assert session.clear_log(10) is False  # type: ignore[attr-defined]
+            assert session.clear_log(result.cursor) is ClearOutcome.PUNCHED
 
         driver.pull(DeviceCursor(), then=clear_with_one_more_punch)
     assert device.record_count == 11 and device.enabled
@@ -131,3 +131,42 @@ def test_a_log_cleared_by_someone_else_or_a_replaced_terminal_loses_and_doubles_
         service.close()
         feed = read_whole_feed(url)
     assert len(feed) == 30 + 40 + 12 and feed_punches(feed) == seen
+
+
+def test_a_log_refilled_to_the_same_count_is_read_not_cleared(tmp_path: Path) -> None:
+    device = ZkDevice.generate(users=4, records=50, rec_cap=60, serial="FULL000005", seed=7)
+    made = device_punches(device)
+    with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        service = service_for(tmp_path, url, sim, "clear_log_at_percent = 80")
+        service.pull_device("pintu")
+        service.sync_once()
+        device.clear_attendance()  # at the terminal's menu, then as many punches as before
+        for minute in range(50):
+            device.add_punch("1004", datetime(2026, 4, 3, 7, minute))
+        made += device_punches(device)
+        service.pull_device("pintu")  # same serial, same count: only the clear's check can tell
+        assert device.record_count == 50 and service.buffer.log_clears() == []
+        service.pull_device("pintu")  # read whole, as the check asked
+        service.sync_once()
+        service.pull_device("pintu")  # now every punch on it is in the store: cleared
+        assert device.record_count == 0 and len(service.buffer.log_clears()) == 1
+        service.close()
+        feed = read_whole_feed(url)
+    assert feed_punches(feed) == made
+
+
+def test_a_full_log_that_overwrites_its_oldest_records_is_read_at_every_poll(tmp_path: Path) -> None:
+    device = ZkDevice.generate(users=4, records=30, rec_cap=30, serial="FULL000006", seed=8)
+    device.overwrite_when_full = True
+    made = device_punches(device)
+    with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        service = service_for(tmp_path, url, sim, "")
+        service.pull_device("pintu")
+        for minute in range(5):  # the count stays at 30
+            made[(device.serial, "1002", device.add_punch("1002", datetime(2026, 4, 4, 7, minute)).timestamp, 0)] += 1
+            service.pull_device("pintu")
+        assert device.record_count == 30
+        service.sync_once()
+        service.close()
+        feed = read_whole_feed(url)
+    assert feed_punches(feed) == made

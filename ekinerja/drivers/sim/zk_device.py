@@ -180,6 +180,7 @@ class ZkDevice:
         self.record_format, self.user_format = record_format, user_format
         self.users_cap, self.rec_cap, self.fingers_cap = users_cap, rec_cap, fingers_cap
         self.enabled = True  # False while a client has it disabled: punches raise DeviceDisabled
+        self.overwrite_when_full = False  # True: a punch on a full log overwrites the oldest record
         self._clock_offset_s = float(clock_offset_s)
         # A terminal's clock shows local wall time where it hangs, whatever zone the host is in.
         self.zone = ZoneInfo(timezone)
@@ -280,6 +281,11 @@ class ZkDevice:
         with self._lock:
             if not self.enabled:
                 raise DeviceDisabled(f"{self.serial} is disabled: nobody can punch")
+            if self.overwrite_when_full and self._log_count >= self.rec_cap:
+                # Firmware that drops its oldest record when full: the count no longer moves.
+                del self._log[: self.record_format]
+                self._log_count -= 1
+                self._records.pop(0)  # such a log is assumed to hold no bad-date records
             self._records.append(record)
             self._log += packed
             self._log_count += 1
@@ -394,28 +400,6 @@ class ZkDevice:
         number = _canonical_int(record.user_id, 0xFFFFFFFF)
         return _EVENT12.pack(record.uid if number is None else number, record.status, record.punch, stamp)
 
-    def options(self) -> dict[str, str]:
-        """Option values answered to CMD_OPTIONS_RRQ."""
-        return {
-            "~SerialNumber": self.serial,
-            "~Platform": self.platform,
-            "~DeviceName": self.device_name,
-            "MAC": self.mac,
-            "~ZKFPVersion": "10",
-            "ZKFaceVersion": "0",
-            "FaceFunOn": "0",
-            "~ExtendFmt": "1" if self.record_format == 40 else "0",
-            "~UserExtFmt": "1" if self.user_format == 72 else "0",
-            "CompatOldFirmware": "0",
-            "~PIN2Width": str(self.pin_width),
-            "~OS": "1",
-            "~MaxUserCount": str(self.users_cap // 100),
-            "~MaxAttLogCount": str(self.rec_cap // 10000),
-            "IPAddress": "192.168.1.201",
-            "NetMask": "255.255.255.0",
-            "GATEIPAddress": "192.168.1.1",
-        }
-
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(record)`` for every punch added from now on; returns the unsubscriber."""
         with self._lock:
@@ -459,6 +443,29 @@ class ZkDevice:
         if records and enrolled:
             device.extend_records(_generate_records(device, rng, enrolled, records, start))
         return device
+
+
+def terminal_options(device: ZkDevice) -> dict[str, str]:
+    """Option values a terminal answers to CMD_OPTIONS_RRQ."""
+    return {
+        "~SerialNumber": device.serial,
+        "~Platform": device.platform,
+        "~DeviceName": device.device_name,
+        "MAC": device.mac,
+        "~ZKFPVersion": "10",
+        "ZKFaceVersion": "0",
+        "FaceFunOn": "0",
+        "~ExtendFmt": "1" if device.record_format == 40 else "0",
+        "~UserExtFmt": "1" if device.user_format == 72 else "0",
+        "CompatOldFirmware": "0",
+        "~PIN2Width": str(device.pin_width),
+        "~OS": "1",
+        "~MaxUserCount": str(device.users_cap // 100),
+        "~MaxAttLogCount": str(device.rec_cap // 10000),
+        "IPAddress": "192.168.1.201",
+        "NetMask": "255.255.255.0",
+        "GATEIPAddress": "192.168.1.1",
+    }
 
 
 _FIRST_NAMES = (

@@ -19,6 +19,7 @@ class Faults:
         self._lock = threading.Lock()
         self._drops = 0
         self._drop_with_reset = True
+        self._refused: frozenset[int] = frozenset()
         self._silent = False
         self._delay_s = 0.0
         self._live_event_size: int | None = None
@@ -46,6 +47,17 @@ class Faults:
                 return False
             self._drops -= 1
             return True
+
+    @property
+    def refused(self) -> frozenset[int]:
+        """Commands answered with an error (firmware that lacks them or refuses them)."""
+        with self._lock:
+            return self._refused
+
+    @refused.setter
+    def refused(self, commands: frozenset[int]) -> None:
+        with self._lock:
+            self._refused = commands
 
     @property
     def silent(self) -> bool:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Self
 
 from ekinerja.drivers.sim import zk_protocol as zp
-from ekinerja.drivers.sim.zk_device import DeviceDisabled, ZkDevice, ZkRecord
+from ekinerja.drivers.sim.zk_device import DeviceDisabled, ZkDevice, ZkRecord, terminal_options
 from ekinerja.drivers.sim.zk_faults import Faults
 from ekinerja.drivers.zk_records import decode_time
 
@@ -202,6 +202,8 @@ class _Protocol:
                 return [(zp.CMD_ACK_ERROR_INIT, b"")]
             if not session.authenticated:
                 return [(zp.CMD_ACK_UNAUTH, b"")]
+        if packet.command in self.faults.refused:
+            return [(zp.CMD_ACK_ERROR, b"")]
         handler = self._handlers.get(packet.command)
         if handler is None:
             log.debug("unknown command %d", packet.command)
@@ -260,7 +262,7 @@ class _Protocol:
     def _options(self, session: _Session, packet: zp.Packet) -> list[Reply]:
         # Unknown options answer an empty value, which pyzk reads as 0 / "".
         name = packet.payload.split(b"\x00", 1)[0].decode(errors="replace")
-        value = self.device.options().get(name, "")
+        value = terminal_options(self.device).get(name, "")
         return [(zp.CMD_ACK_OK, f"{name}={value}".encode() + b"\x00")]
 
     def _set_time(self, session: _Session, packet: zp.Packet) -> list[Reply]:
@@ -589,6 +591,7 @@ class ZkSimulator:
         self._udp: socket.socket | None = None
         self._waker = _Waker()
         self._stopping = threading.Event()
+        self._no_more_punches = threading.Event()
         self._threads: list[threading.Thread] = []
         self._connections: set[_TcpConnection] = set()
         self._lock = threading.Lock()
@@ -612,6 +615,10 @@ class ZkSimulator:
         keep working, so a client can reconnect and retry. ``n=0`` cancels.
         """
         self._faults.drop_transfers(n, reset=reset)
+
+    def refuse(self, *commands: int) -> None:
+        """Answer these commands with an error from now on, as firmware without them does (none: stop)."""
+        self._faults.refused = frozenset(commands)
 
     def set_silent(self, silent: bool) -> None:
         """Hang the terminal, or revive it.
@@ -817,9 +824,13 @@ class ZkSimulator:
                 self._tcp = listener
             return
 
+    def stop_punching(self) -> None:
+        """End the background punches (``punch_every_s``); the terminal goes on serving."""
+        self._no_more_punches.set()
+
     def _punch_loop(self) -> None:
         assert self._punch_every_s is not None
-        while not self._stopping.wait(self._punch_every_s):
+        while not self._stopping.wait(self._punch_every_s) and not self._no_more_punches.is_set():
             users = self.device.users
             if not users:
                 continue
