@@ -56,7 +56,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--polls", type=int, default=20)
     args = parser.parse_args()
-    device = ZkDevice.generate(users=500, records=args.records, record_format=40, seed=7)
+    # Room left on the terminal: a full log is downloaded at every poll (it may overwrite its
+    # oldest records without its count moving), so only a log with room has a cheap idle poll.
+    device = ZkDevice.generate(users=500, records=args.records, record_format=40, rec_cap=2 * args.records, seed=7)
     with ZkSimulator(device, protocol="tcp") as sim:
         driver = ZkDriver(ZkSettings(gateway_id="opd-bench", device_id="pintu", host="127.0.0.1", port=sim.port))
         parse_s = timed(lambda: download_and_parse(driver, args.records))
