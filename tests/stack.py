@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +19,33 @@ import uvicorn
 
 from ekinerja.config.store import GatewayCredential, StoreConfig, StoreSection
 from ekinerja.drivers.sim.zk_device import ZkDevice
+from ekinerja.drivers.zkteco import ZkSettings
 from ekinerja.gateway.service import GatewayService
 from ekinerja.store.app import create_app
 from ekinerja.store.db import make_engine
 from ekinerja.store.schema import upgrade
 from ekinerja.sync.contract import EventFactory, FeedItem, FeedPage, Punch, PunchEvent, Source, Subject, Verify
+
+
+def zk_settings(port: int, protocol: str = "tcp", **overrides: object) -> ZkSettings:
+    """Driver settings for terminal ``pintu`` of gateway opd-1 on a loopback port."""
+    args: dict[str, object] = {
+        "gateway_id": "opd-1", "device_id": "pintu", "host": "127.0.0.1", "port": port,
+        "protocol": protocol, "timeout_s": 1.5,
+    }  # fmt: skip
+    args.update(overrides)
+    return ZkSettings(**args)  # type: ignore[arg-type]
+
+
+def punch_set(events: Iterable[PunchEvent]) -> set[tuple[str | None, datetime, int]]:
+    """Events as (user id, device time, ZK punch code), to compare with :func:`logged`."""
+    order = list(Punch)
+    return {(e.subject.zk_user_id, e.device_time, order.index(e.punch)) for e in events}
+
+
+def logged(device: ZkDevice) -> set[tuple[str | None, datetime, int]]:
+    """What a terminal's log holds, in the form of :func:`punch_set`."""
+    return {(r.user_id, r.timestamp, r.punch) for r in device.records}
 
 
 def free_port() -> int:

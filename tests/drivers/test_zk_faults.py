@@ -11,54 +11,37 @@ import pytest
 
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
-from ekinerja.drivers.zkteco import LOG_READS_AT_ONCE, DeviceCursor, DeviceUnavailable, ZkDriver, ZkSettings
-from ekinerja.sync.contract import Punch
+from ekinerja.drivers.zkteco import LOG_READS_AT_ONCE, DeviceCursor, DeviceUnavailable, ZkDriver
 
-
-def settings(sim: ZkSimulator, protocol: str = "tcp", **overrides: object) -> ZkSettings:
-    args: dict[str, object] = {
-        "gateway_id": "opd-1", "device_id": "pintu", "host": "127.0.0.1", "port": sim.port,
-        "protocol": protocol, "timeout_s": 1.5,
-    }  # fmt: skip
-    args.update(overrides)
-    return ZkSettings(**args)  # type: ignore[arg-type]
-
-
-def punches(events: object) -> set[tuple[str, datetime, int]]:
-    order = list(Punch)
-    return {(e.subject.zk_user_id, e.device_time, order.index(e.punch)) for e in events}  # type: ignore[attr-defined]
-
-
-def logged(device: ZkDevice) -> set[tuple[str, datetime, int]]:
-    return {(r.user_id, r.timestamp, r.punch) for r in device.records}
+from stack import logged, punch_set, zk_settings
 
 
 @pytest.mark.parametrize("protocol", ["tcp", "udp"])
 def test_a_transfer_dropped_midway_fails_cleanly_and_the_next_poll_reads_everything(protocol: str) -> None:
     device = ZkDevice.generate(users=10, records=3000, seed=1)  # several chunks over either transport
     with ZkSimulator(device) as sim:
-        driver = ZkDriver(settings(sim, protocol))
+        driver = ZkDriver(zk_settings(sim.port, protocol))
         sim.drop_transfers(1)
         with pytest.raises(DeviceUnavailable, match="pintu"):
             driver.pull(DeviceCursor())
         result = driver.pull(DeviceCursor())
-    assert punches(result.events) == logged(device) and len(result.events) == 3000
+    assert punch_set(result.events) == logged(device) and len(result.events) == 3000
 
 
 def test_a_slow_terminal_is_read_within_its_timeout_and_named_beyond_it() -> None:
     device = ZkDevice.generate(users=3, records=30, seed=2)
     with ZkSimulator(device) as sim:
         sim.delay_s = 0.2
-        assert len(ZkDriver(settings(sim)).pull(DeviceCursor()).events) == 30
+        assert len(ZkDriver(zk_settings(sim.port)).pull(DeviceCursor()).events) == 30
         sim.delay_s = 1.0
         with pytest.raises(DeviceUnavailable, match=r"pintu \(tcp://127.0.0.1:\d+\)"):
-            ZkDriver(settings(sim, timeout_s=0.3)).pull(DeviceCursor())
+            ZkDriver(zk_settings(sim.port, timeout_s=0.3)).pull(DeviceCursor())
 
 
 def test_a_restart_during_a_poll_is_an_error_and_the_poll_after_it_reads_on() -> None:
     device = ZkDevice.generate(users=3, records=20, seed=3)
     with ZkSimulator(device) as sim:
-        driver = ZkDriver(settings(sim))
+        driver = ZkDriver(zk_settings(sim.port))
         first = driver.pull(DeviceCursor())
 
         def reboot(result: object, session: object) -> None:
@@ -77,21 +60,21 @@ def test_a_restart_during_a_poll_is_an_error_and_the_poll_after_it_reads_on() ->
                 break
             except DeviceUnavailable:
                 assert datetime.now() < deadline, "the terminal never came back"
-    assert punches(after.events) == {(new.user_id, new.timestamp, new.punch)}
+    assert punch_set(after.events) == {(new.user_id, new.timestamp, new.punch)}
 
 
 def test_a_udp_only_terminal() -> None:
     device = ZkDevice.generate(users=4, records=50, record_format=16, user_format=28, seed=4)
     with ZkSimulator(device, protocol="udp") as sim:
-        assert punches(ZkDriver(settings(sim, "udp")).pull(DeviceCursor()).events) == logged(device)
+        assert punch_set(ZkDriver(zk_settings(sim.port, "udp")).pull(DeviceCursor()).events) == logged(device)
         with pytest.raises(DeviceUnavailable, match="tcp://"):
-            ZkDriver(settings(sim, "tcp", timeout_s=0.5)).pull(DeviceCursor())
+            ZkDriver(zk_settings(sim.port, "tcp", timeout_s=0.5)).pull(DeviceCursor())
 
 
 def test_skew_is_measured_at_every_poll_and_kept_on_each_event() -> None:
     device = ZkDevice.generate(users=3, records=5, seed=5)
     with ZkSimulator(device) as sim:
-        driver = ZkDriver(settings(sim))
+        driver = ZkDriver(zk_settings(sim.port))
         first = driver.pull(DeviceCursor())
         sim.device.jump_clock(3600)
         device.add_punch("1002")
@@ -109,7 +92,7 @@ def test_wib_wita_and_wit_terminals(zone: str, hours: int) -> None:
     device = ZkDevice.generate(users=3, records=0, timezone=zone, seed=6)
     punch = device.add_punch("1001")
     with ZkSimulator(device) as sim:
-        result = ZkDriver(settings(sim, timezone=zone)).pull(DeviceCursor())
+        result = ZkDriver(zk_settings(sim.port, timezone=zone)).pull(DeviceCursor())
     [event] = result.events
     assert abs(result.info.clock_skew_s) < 3, "a terminal on its own zone's time has no skew"
     assert event.timezone == zone and event.device_time == punch.timestamp
@@ -119,7 +102,7 @@ def test_wib_wita_and_wit_terminals(zone: str, hours: int) -> None:
 def test_capacity_is_read() -> None:
     device = ZkDevice.generate(users=3, records=97, rec_cap=100, seed=7)
     with ZkSimulator(device) as sim:
-        info = ZkDriver(settings(sim)).pull(DeviceCursor()).info
+        info = ZkDriver(zk_settings(sim.port)).pull(DeviceCursor()).info
     assert (info.records, info.records_capacity) == (97, 100)
 
 
@@ -127,7 +110,7 @@ def test_a_link_closed_in_the_middle_of_a_chunk_is_an_error_not_a_hang() -> None
     # Unmodified pyzk would wait for the rest of the chunk forever on this orderly close.
     device = ZkDevice.generate(users=10, records=3000, seed=8)
     with ZkSimulator(device) as sim:
-        driver = ZkDriver(settings(sim))
+        driver = ZkDriver(zk_settings(sim.port))
         sim.drop_transfers(1, reset=False)
         with pytest.raises(DeviceUnavailable, match="the terminal closed the connection"):
             driver.pull(DeviceCursor())
@@ -150,7 +133,9 @@ def test_many_terminals_download_at_once_but_parse_and_store_one_log_at_a_time()
 
     try:
         threads = [
-            threading.Thread(target=ZkDriver(settings(sim)).pull, args=(DeviceCursor(),), kwargs={"then": store})
+            threading.Thread(
+                target=ZkDriver(zk_settings(sim.port)).pull, args=(DeviceCursor(),), kwargs={"then": store}
+            )
             for sim in sims
         ]
         for thread in threads:

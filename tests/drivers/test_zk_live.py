@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -14,8 +13,10 @@ import pytest
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.drivers.zk_live import LiveEvent, ZkLiveCapture, parse_live_event
-from ekinerja.drivers.zkteco import DeviceCursor, DeviceSession, DeviceUnavailable, PullResult, ZkDriver, ZkSettings
-from ekinerja.sync.contract import DeviceRead, Punch, PunchEvent
+from ekinerja.drivers.zkteco import DeviceCursor, DeviceSession, DeviceUnavailable, PullResult, ZkDriver
+from ekinerja.sync.contract import DeviceRead, PunchEvent
+
+from stack import logged, punch_set, wait_for, zk_settings
 
 
 class Sink:
@@ -56,15 +57,6 @@ class Sink:
             return {e.event_id: e for e in [*self.pulled_events, *self.live_events]}
 
 
-def settings(sim: ZkSimulator, protocol: str = "tcp", **overrides: object) -> ZkSettings:
-    args: dict[str, object] = {
-        "gateway_id": "opd-1", "device_id": "pintu", "host": "127.0.0.1", "port": sim.port,
-        "protocol": protocol, "timeout_s": 1,
-    }  # fmt: skip
-    args.update(overrides)
-    return ZkSettings(**args)  # type: ignore[arg-type]
-
-
 @contextmanager
 def capturing(driver: ZkDriver, renew_s: float = 30) -> Iterator[tuple[Sink, ZkLiveCapture]]:
     sink = Sink()
@@ -80,28 +72,12 @@ def capturing(driver: ZkDriver, renew_s: float = 30) -> Iterator[tuple[Sink, ZkL
         assert not thread.is_alive(), "the capture did not stop"
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def punches(events: object) -> set[tuple[str, datetime, int]]:
-    order = list(Punch)
-    return {(e.subject.zk_user_id, e.device_time, order.index(e.punch)) for e in events}  # type: ignore[attr-defined]
-
-
-def device_punches(device: ZkDevice) -> set[tuple[str, datetime, int]]:
-    return {(r.user_id, r.timestamp, r.punch) for r in device.records}
-
-
 @pytest.mark.parametrize("protocol", ["tcp", "udp"])
 @pytest.mark.parametrize(("record_format", "user_format"), [(8, 28), (16, 28), (40, 72)])
 def test_punches_arrive_live_and_match_the_log(protocol: str, record_format: int, user_format: int) -> None:
     device = ZkDevice.generate(users=6, records=20, record_format=record_format, user_format=user_format, seed=1)
     with ZkSimulator(device, password=777) as sim:
-        driver = ZkDriver(settings(sim, protocol, password=777))
+        driver = ZkDriver(zk_settings(sim.port, protocol, password=777))
         with capturing(driver) as (sink, capture):
             wait_for(lambda: capture.sessions == 1 and device.listener_count == 1, what="the live session")
             assert len(sink.pulled_events) == 20, "the session starts by reading the log"
@@ -109,7 +85,7 @@ def test_punches_arrive_live_and_match_the_log(protocol: str, record_format: int
             wait_for(lambda: len(sink.live_events) == 5, what="five live punches")
         # The same punches read from the log are the same events: one event, whatever the path.
         logged = driver.pull(DeviceCursor()).events
-    assert punches(sink.live_events) == {(r.user_id, r.timestamp, r.punch) for r in added}
+    assert punch_set(sink.live_events) == {(r.user_id, r.timestamp, r.punch) for r in added}
     assert {e.event_id for e in sink.live_events} <= {e.event_id for e in logged}
     assert sink.errors == [] and sink.unreadable_reasons == []
     first = sink.live_events[0]
@@ -118,14 +94,17 @@ def test_punches_arrive_live_and_match_the_log(protocol: str, record_format: int
 
 def test_a_session_is_renewed_and_catches_up_with_what_the_stream_missed() -> None:
     device = ZkDevice.generate(users=3, records=4, seed=2)
-    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim)), renew_s=0.6) as (sink, capture):
+    with (
+        ZkSimulator(device) as sim,
+        capturing(ZkDriver(zk_settings(sim.port)), renew_s=0.6) as (sink, capture),
+    ):
         wait_for(lambda: capture.sessions == 1 and device.listener_count == 1)
         # A punch the stream never sent (as between two sessions) reaches the log only.
         missed = device.make_record("1002", device.now())
         device.extend_records([missed])
         wait_for(lambda: capture.sessions >= 3, what="two renewals")
-    assert (missed.user_id, missed.timestamp, missed.punch) in punches(sink.pulled_events)
-    assert punches(sink.all_events().values()) == device_punches(device)
+    assert (missed.user_id, missed.timestamp, missed.punch) in punch_set(sink.pulled_events)
+    assert punch_set(sink.all_events().values()) == logged(device)
 
 
 def test_numbered_events_of_a_uid_terminal_are_resolved_through_its_users_or_left_to_the_log() -> None:
@@ -135,7 +114,7 @@ def test_numbered_events_of_a_uid_terminal_are_resolved_through_its_users_or_lef
     device.add_user("A-12", "Budi", uid=5)
     device.add_user("7", "Dewi", uid=3)
     device.add_user("B-7", "Eko", uid=7)  # its uid is also the user id "7": who is number 7?
-    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim))) as (sink, capture):
+    with ZkSimulator(device) as sim, capturing(ZkDriver(zk_settings(sim.port))) as (sink, capture):
         wait_for(lambda: capture.sessions == 1 and device.listener_count == 1)
         device.add_punch("A-12")
         wait_for(lambda: len(sink.live_events) == 1, what="the resolved live punch")
@@ -144,12 +123,15 @@ def test_numbered_events_of_a_uid_terminal_are_resolved_through_its_users_or_lef
     [live] = sink.live_events
     assert live.subject.zk_user_id == "A-12"
     assert "ambiguous" in sink.unreadable_reasons[0]
-    assert punches(sink.all_events().values()) == device_punches(device)
+    assert punch_set(sink.all_events().values()) == logged(device)
 
 
 def test_a_terminal_whose_events_cannot_be_read_is_polled_instead() -> None:
     device = ZkDevice.generate(users=3, records=0, seed=5)
-    with ZkSimulator(device) as sim, capturing(ZkDriver(settings(sim)), renew_s=0.5) as (sink, capture):
+    with (
+        ZkSimulator(device) as sim,
+        capturing(ZkDriver(zk_settings(sim.port)), renew_s=0.5) as (sink, capture),
+    ):
         sim.live_event_size = 14
         for i in range(4):
             wait_for(lambda: device.listener_count == 1 or capture.polling_only, what="a session")
@@ -157,7 +139,7 @@ def test_a_terminal_whose_events_cannot_be_read_is_polled_instead() -> None:
             wait_for(lambda i=i: len(sink.pulled_events) == i + 1, what="the punch read from the log")  # type: ignore[misc]
         assert capture.polling_only and len(sink.unreadable_reasons) == 3
         assert "read by polling only" in sink.unreadable_reasons[-1]
-    assert punches(sink.all_events().values()) == device_punches(device) and sink.live_events == []
+    assert punch_set(sink.all_events().values()) == logged(device) and sink.live_events == []
 
 
 # --- parsing of event payloads ------------------------------------------------------------------
