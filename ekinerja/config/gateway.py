@@ -89,6 +89,15 @@ class ZkDevice(Section):
         default=False,
         description="Capture punches as they happen over a standing connection, and push them at once.",
     )
+    live_silence_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=86400,
+        description=(
+            "With live = true: a stream without any event for this long is renewed (a restarted terminal "
+            "or a dead link sends nothing), reading the log for what it missed."
+        ),
+    )
     timezone: ZoneName | None = Field(default=None, description="The terminal's zone; the gateway's when omitted.")
     clock_policy: Literal["alert", "correct"] = Field(
         default="alert",

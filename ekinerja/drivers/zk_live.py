@@ -6,10 +6,11 @@ forever on an event size it does not know, raises on a user id it has not downlo
 impossible date, and reads TCP as if every segment held exactly one packet.
 
 A live event is only a fast copy of a log record. Every session starts with an incremental read
-of the log, and a session is renewed every ``renew_s`` (and at once after any error, silence of
-a dead link, or an event that cannot be read), so whatever the stream missed is read from the log
-at the next renewal. The live and the logged copy of a punch are one event: same device, time,
-subject and punch, hence the same event id.
+of the log, and a session is renewed every ``renew_s``, after ``silence_s`` without an event (a
+terminal that restarted, or a link that died without a word, sends nothing: over UDP there is
+not even a closed connection to notice), and at once after any error or an event that cannot be
+read; so whatever the stream missed is read from the log at the next renewal. The live and the
+logged copy of a punch are one event: same device, time, subject and punch, hence the same id.
 """
 
 from __future__ import annotations
@@ -200,10 +201,11 @@ UNREADABLE_BEFORE_POLLING = 3
 class ZkLiveCapture:
     """Keeps one terminal's live stream up, renewing it every ``renew_s`` and after any failure."""
 
-    def __init__(self, driver: ZkDriver, sink: LiveSink, renew_s: float) -> None:
+    def __init__(self, driver: ZkDriver, sink: LiveSink, renew_s: float, silence_s: float | None = None) -> None:
         self.driver = driver
         self.sink = sink
         self.renew_s = renew_s
+        self.silence_s = min(silence_s or renew_s, renew_s)
         self.sessions = 0
         self.unreadable_in_a_row = 0
         self._users: tuple[tuple[str, int], UserDirectory] | None = None  # by (serial, user count)
@@ -250,11 +252,13 @@ class ZkLiveCapture:
     def _take_events(
         self, stop: threading.Event, stream: EventStream, info: DeviceInfo, users: UserDirectory, renew_at: float
     ) -> None:
-        """Hand each event to the sink until renewal or stop; return early on one that cannot be read."""
-        while not stop.is_set() and (remaining := renew_at - time.monotonic()) > 0:
+        """Hand each event to the sink until renewal, silence or stop; return early on one that cannot be read."""
+        quiet_until = time.monotonic() + self.silence_s
+        while not stop.is_set() and (remaining := min(renew_at, quiet_until) - time.monotonic()) > 0:
             payload = stream.next(min(remaining, 0.5))
             if payload is None:
                 continue
+            quiet_until = time.monotonic() + self.silence_s
             event = parse_live_event(payload, self.driver.settings.encoding)
             if isinstance(event, str):
                 self._unreadable(event)

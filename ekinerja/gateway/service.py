@@ -145,7 +145,9 @@ class GatewayService:
         for device in self.config.devices:
             if not device.live:
                 continue
-            capture = ZkLiveCapture(self.drivers[device.id], self.keepers[device.id], device.poll_interval_s)
+            capture = ZkLiveCapture(
+                self.drivers[device.id], self.keepers[device.id], device.poll_interval_s, device.live_silence_s
+            )
             thread = threading.Thread(target=capture.run, args=(stop,), name=f"live {device.id}", daemon=True)
             thread.start()
             threads.append(thread)

@@ -158,3 +158,20 @@ def test_a_terminal_refusing_live_events_is_read_and_backs_off(tmp_path: Path) -
             wait_for(lambda: service.drivers["pintu"].backoff.failures >= 2, what="a second, later attempt")
             backoff = service.drivers["pintu"].backoff
             assert backoff.next_attempt > time.monotonic(), "retried without waiting"
+
+
+def test_a_silent_udp_stream_after_a_restart_is_renewed(tmp_path: Path) -> None:
+    # Over UDP a restarted terminal closes nothing: only the silence tells.
+    device = ZkDevice.generate(users=5, records=3, serial="LIVE000009", seed=9)
+    with ZkSimulator(device, protocol="udp") as sim:
+        service = live_service(tmp_path, "http://127.0.0.1:9", {"pintu": sim}, extra="live_silence_s = 1")
+        with running(service):
+            wait_for(lambda: device.listener_count == 1, what="the live session")
+            sessions = sim.command_count(zp.CMD_REG_EVENT)
+            sim.restart(down_s=0.2)
+            device.extend_records([device.make_record("1002", device.now())])  # punched while it rebooted
+            wait_for(lambda: sim.command_count(zp.CMD_REG_EVENT) > sessions, what="a new live session")
+            wait_for(lambda: device.listener_count == 1, what="its subscription")
+            device.add_punch("1003")
+            wait_for(lambda: service.buffer.backlog().pending == 5, what="every punch, live or from the log")
+            assert service.status["pintu"].live_events >= 1
