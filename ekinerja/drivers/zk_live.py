@@ -176,22 +176,23 @@ class LiveSink(Protocol):
 
 
 class UserDirectory:
-    """Who a numeric live event means. Terminals with 8-byte records put the internal uid in the
-    event where others put the user id; the terminal's user table tells them apart, and an event
-    it cannot tell apart is left to the log, which names the user unambiguously."""
+    """Who a numbered live event means. Some terminals put the user id in the event's number,
+    others (with 8-byte records) their internal uid, and a uid can be handed to another person
+    at any moment. So a number is taken live only when it is an enrolled user id and no other
+    person's uid; anything else is left to the log, which names the user unambiguously. A live
+    copy can be late, never a punch for the wrong person."""
 
     def __init__(self, users: list[DeviceUser]) -> None:
         self.user_ids = {u.user_id for u in users}
         self.by_uid = {u.uid: u.user_id for u in users}
 
     def resolve(self, event: LiveEvent) -> str | None:
-        """The user id of the event, or None when the number is unknown or ambiguous."""
+        """The user id of the event, or None when the log must say who it was."""
         if not event.by_number:
             return event.user_id
-        as_uid = self.by_uid.get(int(event.user_id))
-        if event.user_id in self.user_ids:
-            return event.user_id if as_uid in (None, event.user_id) else None
-        return as_uid
+        if event.user_id in self.user_ids and self.by_uid.get(int(event.user_id)) in (None, event.user_id):
+            return event.user_id
+        return None
 
 
 # After this many live events in a row that cannot be read, the terminal is read by polling only.
@@ -208,7 +209,6 @@ class ZkLiveCapture:
         self.silence_s = min(silence_s or renew_s, renew_s)
         self.sessions = 0
         self.unreadable_in_a_row = 0
-        self._users: tuple[tuple[str, int], UserDirectory] | None = None  # by (serial, user count)
 
     @property
     def polling_only(self) -> bool:
@@ -232,22 +232,25 @@ class ZkLiveCapture:
 
     def _session(self, stop: threading.Event) -> None:
         """One connection: catch up from the log, then take events until renewal, stop or failure."""
+        if self.polling_only:  # read the log, then leave the terminal alone until the next read
+            with self.driver.connect() as conn:
+                self._catch_up(conn)
+            self.driver.backoff.succeeded()
+            stop.wait(self.renew_s)
+            return
         with self.driver.connect() as conn:
             self._catch_up(conn)
             # Measured again: the sink may have just set the terminal's clock (clock_policy = correct).
             info = self.driver.read_info(conn)
             renew_at = time.monotonic() + self.renew_s
-            if self.polling_only:
-                self.driver.backoff.succeeded()
-                stop.wait(self.renew_s)
-                return
-            users = self._directory(conn, info)
+            # Read at every session: a slot given to another person keeps the user count.
+            users = UserDirectory(self.driver.users_on(conn))
             stream = EventStream(conn, self.driver.where)
             stream.start()
-            self.driver.backoff.succeeded()  # only now: a session that cannot start must back off
             self.sessions += 1
             self._take_events(stop, stream, info, users, renew_at)
             conn._ZK__sock.settimeout(self.driver.settings.timeout_s)  # pyzk's goodbye waits with its own
+        self.driver.backoff.succeeded()  # a stream that dies as soon as it starts keeps backing off
 
     def _take_events(
         self, stop: threading.Event, stream: EventStream, info: DeviceInfo, users: UserDirectory, renew_at: float
@@ -264,24 +267,19 @@ class ZkLiveCapture:
                 self._unreadable(event)
                 return  # the next session starts with the log, which holds this punch
             user_id = users.resolve(event)
-            if user_id is None:
-                self._unreadable(f"live event of user number {event.user_id}, unknown or ambiguous on the terminal")
+            subject = subject_key(user_id) if user_id is not None else None
+            if subject is None:
+                self._unreadable(f"live event of user {event.user_id!r}, unknown or ambiguous on the terminal")
                 return
             self.unreadable_in_a_row = 0
-            self.sink.punched(self._read(event._replace(user_id=user_id), info))
+            self.driver.backoff.succeeded()
+            self.sink.punched(self._read(subject, event, info))
 
     def _unreadable(self, reason: str) -> None:
         self.unreadable_in_a_row += 1
         if self.polling_only:
             reason += f"; {self.unreadable_in_a_row} in a row: this terminal is now read by polling only"
         self.sink.unreadable(reason)
-
-    def _directory(self, conn: Any, info: DeviceInfo) -> UserDirectory:
-        """The terminal's users, downloaded again only when its serial or user count changed."""
-        key = (info.serial, info.users)
-        if self._users is None or self._users[0] != key:
-            self._users = (key, UserDirectory(self.driver.users_on(conn)))
-        return self._users[1]
 
     def _catch_up(self, conn: Any) -> None:
         """Read the log beyond the cursor and hand it to the sink; nothing of it is kept after."""
@@ -291,11 +289,9 @@ class ZkLiveCapture:
         finally:
             result.release()
 
-    def _read(self, event: LiveEvent, info: DeviceInfo) -> DeviceRead:
+    def _read(self, subject: str, event: LiveEvent, info: DeviceInfo) -> DeviceRead:
         factory = self.driver.event_factory(info)
         read = factory.new_read()
-        subject = subject_key(event.user_id)
-        assert subject is not None  # parse_live_event and the directory checked it
         read.rows.append(
             (
                 subject,

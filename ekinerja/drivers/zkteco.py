@@ -205,7 +205,6 @@ class ZkDriver:
         self.backoff = Backoff(base_s=min(2.0, settings.max_backoff_s), max_s=settings.max_backoff_s)
         self.stopping = False
         self._conn: Any = None
-        self._critical = threading.Lock()  # held while the terminal is disabled for a clear
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -265,17 +264,14 @@ class ZkDriver:
     def abort(self) -> None:
         """Stop at once (the gateway is stopping): the request in flight fails, none is started.
 
-        A terminal disabled for a log clear is left to finish the clear and enable itself.
+        A clear in progress fails too: a terminal re-enables itself when its session ends, and
+        no clear is started once stopping (see DeviceSession.clear_log).
         """
         self.stopping = True
         conn = self._conn
-        if conn is None or not self._critical.acquire(blocking=False):
-            return
-        try:
+        if conn is not None:
             with suppress(OSError, AttributeError):
                 _wake(conn._ZK__sock, tcp=conn.tcp)
-        finally:
-            self._critical.release()
 
     def read_info(self, conn: Any) -> DeviceInfo:
         """Serial, firmware, sizes and clock skew; a handful of round trips."""
@@ -370,13 +366,26 @@ class ZkDriver:
         return parse_users(split_dataset(data), conn.users, self.settings.encoding)
 
     def _resume_index(self, cursor: DeviceCursor, info: DeviceInfo, body: bytes, count: int) -> int:
-        """How many leading records were already read; 0 when the log was cleared or replaced."""
-        if cursor.serial != info.serial or not 0 < cursor.record_count <= count or cursor.last_record_sha is None:
+        """How many leading records were already read; 0 when the log was cleared, replaced or rewritten.
+
+        The records read before must still be there byte for byte (the hash of the whole log as
+        read, or of its last record for a cursor saved before the whole log was hashed): a
+        terminal that overwrites its oldest records may keep both the count and the last record.
+        """
+        if cursor.serial != info.serial or not 0 < cursor.record_count <= count:
             return 0
-        if _last_record_sha(body, count, upto=cursor.record_count) != cursor.last_record_sha:
-            log.warning(
-                "%s: the log no longer holds what was read before (cleared and refilled?); reading it whole",
+        size = record_size(body, count)
+        if cursor.log_sha is not None and size is not None:
+            unchanged = hashlib.sha256(body[: cursor.record_count * size]).hexdigest() == cursor.log_sha
+        else:
+            unchanged = _last_record_sha(body, count, upto=cursor.record_count) == cursor.last_record_sha
+        if not unchanged:
+            full = 0 < info.records_capacity <= info.records  # a full log that overwrites is no surprise
+            log.log(
+                logging.INFO if full else logging.WARNING,
+                "%s: the log no longer holds what was read before (%s); reading it whole",
                 self.settings.device_id,
+                "a full log overwriting its oldest records" if full else "cleared and refilled?",
             )
             return 0
         return cursor.record_count
@@ -469,7 +478,9 @@ class DeviceSession:
         refilled to the same count, or one that overwrote its oldest records, from the one read.
         """
         driver, conn = self.driver, self.conn
-        with driver._critical, driver.errors("clearing its log failed"):
+        if driver.stopping:
+            raise DeviceUnavailable(f"{driver.where}: the gateway is stopping; the log is cleared another time")
+        with driver.errors("clearing its log failed"):
             conn.disable_device()
             try:
                 conn.read_sizes()

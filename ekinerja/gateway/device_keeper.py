@@ -94,6 +94,8 @@ class DeviceKeeper:
         status.last_new = self._store(result)
         result.release()  # stored: another terminal's log may be parsed while the policies talk to this one
         status.last_punch = max(filter(None, (status.last_punch, result.cursor.last_device_time)), default=None)
+        if self.driver.stopping:  # the gateway is stopping: no clock set, no clear now
+            return
         try:
             self._keep_clock(result, session)
             self._keep_log(result, session)

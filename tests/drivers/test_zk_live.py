@@ -107,23 +107,28 @@ def test_a_session_is_renewed_and_catches_up_with_what_the_stream_missed() -> No
     assert punch_set(sink.all_events().values()) == logged(device)
 
 
-def test_numbered_events_of_a_uid_terminal_are_resolved_through_its_users_or_left_to_the_log() -> None:
+def test_a_number_that_may_be_a_uid_is_left_to_the_log() -> None:
     # 8-byte records and text user ids: the terminal puts the internal uid in the live event.
     device = ZkDevice(record_format=8, user_format=72, serial="UIDS000001")
     device.add_user("1001", "Agus", uid=1)
-    device.add_user("A-12", "Budi", uid=5)
+    device.add_user("A-12", "Budi", uid=5)  # its event says 5: nobody's user id
     device.add_user("7", "Dewi", uid=3)
-    device.add_user("B-7", "Eko", uid=7)  # its uid is also the user id "7": who is number 7?
+    device.add_user("B-7", "Eko", uid=7)  # its event says 7: user id "7" or uid 7?
     with ZkSimulator(device) as sim, capturing(ZkDriver(zk_settings(sim.port))) as (sink, capture):
         wait_for(lambda: capture.sessions == 1 and device.listener_count == 1)
-        device.add_punch("A-12")
-        wait_for(lambda: len(sink.live_events) == 1, what="the resolved live punch")
-        device.add_punch("B-7", datetime(2026, 3, 2, 7, 0))
-        wait_for(lambda: len(sink.unreadable_reasons) == 1 and capture.sessions == 2, what="a session from the log")
-    [live] = sink.live_events
-    assert live.subject.zk_user_id == "A-12"
-    assert "ambiguous" in sink.unreadable_reasons[0]
+        device.add_punch("1001", datetime(2026, 3, 2, 7, 0))
+        wait_for(lambda: len(sink.live_events) == 1, what="the live punch of an unambiguous number")
+        for n, user in enumerate(("A-12", "B-7"), start=2):
+            device.add_punch(user, datetime(2026, 3, 2, 7, n))
+            wait_for(lambda n=n: capture.sessions == n and device.listener_count == 1, what="a session")  # type: ignore[misc]
+        # Uid 5 is given to someone else while a session runs: the live path never trusted it.
+        device.add_user("C-99", "Fitri", uid=5)
+        device.add_punch("C-99", datetime(2026, 3, 2, 7, 9))
+        wait_for(lambda: len(sink.pulled_events) == 4, what="the punch read from the log")
+    assert [e.subject.zk_user_id for e in sink.live_events] == ["1001"]
+    assert len(sink.unreadable_reasons) == 3 and "unknown or ambiguous" in sink.unreadable_reasons[0]
     assert punch_set(sink.all_events().values()) == logged(device)
+    assert ("C-99", datetime(2026, 3, 2, 7, 9), 0) in punch_set(sink.pulled_events)
 
 
 def test_a_terminal_whose_events_cannot_be_read_is_polled_instead() -> None:

@@ -157,7 +157,7 @@ def test_a_log_refilled_to_the_same_count_is_read_not_cleared(tmp_path: Path) ->
 
 def test_a_full_log_that_overwrites_its_oldest_records_is_read_at_every_poll(tmp_path: Path) -> None:
     device = ZkDevice.generate(users=4, records=30, rec_cap=30, serial="FULL000006", seed=8)
-    device.overwrite_when_full = True
+    device.overwrite_when_full = "shift"
     made = device_punches(device)
     with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
         service = service_for(tmp_path, url, sim, "")
@@ -167,6 +167,27 @@ def test_a_full_log_that_overwrites_its_oldest_records_is_read_at_every_poll(tmp
             service.pull_device("pintu")
         assert device.record_count == 30
         service.sync_once()
+        service.close()
+        feed = read_whole_feed(url)
+    assert feed_punches(feed) == made
+
+
+def test_a_full_log_overwritten_in_place_is_read_and_then_cleared_without_loss(tmp_path: Path) -> None:
+    # The new punch takes the oldest one's slot: count and last record stay as they were.
+    device = ZkDevice.generate(users=4, records=30, rec_cap=30, serial="FULL000007", seed=9)
+    device.overwrite_when_full = "in place"
+    made = device_punches(device)
+    with ZkSimulator(device) as sim, store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}) as url:
+        service = service_for(tmp_path, url, sim, "clear_log_at_percent = 100")
+        service.pull_device("pintu")
+        service.sync_once()
+        new = device.add_punch("1003", datetime(2026, 4, 5, 7, 0))
+        made[(device.serial, new.user_id, new.timestamp, new.punch)] += 1
+        service.pull_device("pintu")  # reads the overwritten slot: the clear must wait for the store
+        assert device.record_count == 30 and service.buffer.log_clears() == []
+        service.sync_once()
+        service.pull_device("pintu")
+        assert device.record_count == 0 and len(service.buffer.log_clears()) == 1
         service.close()
         feed = read_whole_feed(url)
     assert feed_punches(feed) == made

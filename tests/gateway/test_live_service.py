@@ -19,16 +19,17 @@ TOKEN = "live-test-token-1"
 
 
 def live_service(
-    tmp_path: Path, url: str, sims: dict[str, ZkSimulator], extra: str = "", **kw: object
+    tmp_path: Path, url: str, sims: dict[str, ZkSimulator], extra: str = "", poll_interval_s: float = 120
 ) -> GatewayService:
+    """A gateway reading ``sims`` live; sessions are renewed only every ``poll_interval_s`` (or on silence)."""
     devices = {name: (sim.port, "udp" if sim.protocol == "udp" else "tcp") for name, sim in sims.items()}
     path = write_gateway_toml(
         tmp_path,
         url,
         TOKEN,
         devices,
+        poll_interval_s=poll_interval_s,
         device_extra={name: f"live = true\n{extra}" for name in sims},
-        **kw,  # type: ignore[arg-type]
     )
     return GatewayService(load_model(path, GatewayConfig))
 
@@ -164,6 +165,7 @@ def test_a_silent_udp_stream_after_a_restart_is_renewed(tmp_path: Path) -> None:
     # Over UDP a restarted terminal closes nothing: only the silence tells.
     device = ZkDevice.generate(users=5, records=3, serial="LIVE000009", seed=9)
     with ZkSimulator(device, protocol="udp") as sim:
+        # Renewed on silence, long before poll_interval_s (120 s).
         service = live_service(tmp_path, "http://127.0.0.1:9", {"pintu": sim}, extra="live_silence_s = 1")
         with running(service):
             wait_for(lambda: device.listener_count == 1, what="the live session")

@@ -6,14 +6,17 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from ekinerja.config.gateway import GatewayConfig
 from ekinerja.config.loader import load_model
 from ekinerja.drivers.sim import zk_protocol as zp
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
+from ekinerja.drivers.zkteco import DeviceCursor, DeviceSession, DeviceUnavailable, PullResult, ZkDriver
 from ekinerja.gateway.service import GatewayService
 
-from stack import wait_for, write_gateway_toml
+from stack import wait_for, write_gateway_toml, zk_settings
 
 TIMEOUT_S = 60  # each request's own timeout: far longer than a stop may take
 
@@ -51,3 +54,22 @@ def test_stop_does_not_wait_for_hung_or_slow_terminals(tmp_path: Path) -> None:
         service.close()
         for sim in (hung_tcp, hung_udp, slow_live):
             sim.stop()
+
+
+def test_stop_breaks_off_a_clear_on_a_terminal_that_hangs_during_it() -> None:
+    device = ZkDevice.generate(users=2, records=10, seed=4)
+    with ZkSimulator(device) as sim:
+        driver = ZkDriver(zk_settings(sim.port, timeout_s=TIMEOUT_S))
+
+        def clear_on_a_hanging_terminal(result: PullResult, session: DeviceSession) -> None:
+            sim.set_silent(True)  # hangs as the clear begins
+            threading.Timer(0.3, driver.abort).start()
+            session.clear_log(result.cursor)
+
+        asked = time.monotonic()
+        with pytest.raises(DeviceUnavailable):
+            driver.pull(DeviceCursor(), then=clear_on_a_hanging_terminal)
+        took = time.monotonic() - asked
+        sim.set_silent(False)
+    assert took < TIMEOUT_S / 2, f"the clear held the stop for {took:.1f} s"
+    assert device.record_count == 10 and device.enabled, "the terminal's session ended, so it enabled itself"

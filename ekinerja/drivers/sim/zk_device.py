@@ -180,7 +180,9 @@ class ZkDevice:
         self.record_format, self.user_format = record_format, user_format
         self.users_cap, self.rec_cap, self.fingers_cap = users_cap, rec_cap, fingers_cap
         self.enabled = True  # False while a client has it disabled: punches raise DeviceDisabled
-        self.overwrite_when_full = False  # True: a punch on a full log overwrites the oldest record
+        # A punch on a full log overwrites the oldest record: "shift" or "in place" (None: it grows).
+        self.overwrite_when_full: str | None = None
+        self._overwrites = 0
         self._clock_offset_s = float(clock_offset_s)
         # A terminal's clock shows local wall time where it hangs, whatever zone the host is in.
         self.zone = ZoneInfo(timezone)
@@ -282,13 +284,11 @@ class ZkDevice:
             if not self.enabled:
                 raise DeviceDisabled(f"{self.serial} is disabled: nobody can punch")
             if self.overwrite_when_full and self._log_count >= self.rec_cap:
-                # Firmware that drops its oldest record when full: the count no longer moves.
-                del self._log[: self.record_format]
-                self._log_count -= 1
-                self._records.pop(0)  # such a log is assumed to hold no bad-date records
-            self._records.append(record)
-            self._log += packed
-            self._log_count += 1
+                self._overwrite_oldest(record, packed)
+            else:
+                self._records.append(record)
+                self._log += packed
+                self._log_count += 1
             listeners = list(self._listeners)
         log.debug("punch %s at %s (status %d, punch %d)", user_id, record.timestamp, status, punch)
         for listener in listeners:
@@ -297,6 +297,24 @@ class ZkDevice:
             except Exception:
                 log.exception("live listener failed")
         return record
+
+    def _overwrite_oldest(self, record: ZkRecord, packed: bytes) -> None:
+        """A full log that overwrites (such a log is assumed to hold no bad-date records).
+
+        ``overwrite_when_full == "shift"``: the oldest record goes and the new one is appended;
+        ``"in place"``: the new record takes the oldest one's slot, so the last record stays.
+        """
+        size = self.record_format
+        if self.overwrite_when_full == "in place":
+            slot = self._overwrites % self._log_count
+            self._log[slot * size : (slot + 1) * size] = packed
+            self._records[slot] = record
+            self._overwrites += 1
+            return
+        del self._log[:size]
+        self._records.pop(0)
+        self._records.append(record)
+        self._log += packed
 
     def add_bad_date_record(
         self,
