@@ -308,7 +308,7 @@ class ZkDriver:
         if cursor.serial == info.serial and cursor.record_count == info.records and not full:
             return PullResult(info=info, cursor=cursor, downloaded=False)
         body, count = self.download_log(conn)
-        users = self._download_users(conn) if record_size(body, count) == 8 else []
+        users = self.users_on(conn) if record_size(body, count) == 8 else []
         skip = self._resume_index(cursor, info, body, count)
         result = PullResult(info=info, cursor=cursor, downloaded=True)
         uid_to_user = {u.uid: u.user_id for u in users}
@@ -328,15 +328,11 @@ class ZkDriver:
         result.cursor = DeviceCursor(info.serial, count, last_time, _last_record_sha(body, count), log_sha)
         return result
 
-    def users_on(self, conn: Any) -> list[DeviceUser]:
-        """Every user enrolled on the terminal, over an open connection (after read_info)."""
-        return self._download_users(conn)
-
     def read_users(self) -> list[DeviceUser]:
         """Every user enrolled on the terminal."""
         with self.connect() as conn:
             conn.read_sizes()
-            return self._download_users(conn)
+            return self.users_on(conn)
 
     def download_log(self, conn: Any, attempts: int = 3) -> tuple[bytes, int]:
         """The raw attendance log (without its length prefix) and its record count; after read_info.
@@ -359,7 +355,8 @@ class ZkDriver:
             f"({count}) in {attempts} downloads; punches arriving fast? The next poll tries again"
         )
 
-    def _download_users(self, conn: Any) -> list[DeviceUser]:
+    def users_on(self, conn: Any) -> list[DeviceUser]:
+        """Every user enrolled on the terminal, over an open connection (after read_sizes)."""
         if conn.users == 0:
             return []
         data, _size = conn.read_with_buffer(const.CMD_USERTEMP_RRQ, const.FCT_USER)

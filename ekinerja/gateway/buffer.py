@@ -486,16 +486,20 @@ class Buffer:
         """
         now = _utcnow()
         row = {"device_id": device_id, "device_serial": serial, "records": records, "cleared_at": now}
-        last = self.cursor(device_id).last_device_time
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(log_clears.insert().values(**row))
-            self._save_cursor(conn, device_id, DeviceCursor(serial, 0, last, None), now)
+            self._rewind(conn, device_id, now)
 
     def rewind_cursor(self, device_id: str) -> None:
         """Have the device's log read whole at the next poll (its content changed behind the cursor)."""
-        old = self.cursor(device_id)
         with self._write_lock, self.engine.begin() as conn:
-            self._save_cursor(conn, device_id, DeviceCursor(old.serial, 0, old.last_device_time), _utcnow())
+            self._rewind(conn, device_id, _utcnow())
+
+    def _rewind(self, conn: Any, device_id: str, now: datetime) -> None:
+        """The device's cursor back to the start of its log, keeping its serial and last punch time."""
+        query = select(cursors.c.serial, cursors.c.last_device_time).where(cursors.c.device_id == device_id)
+        serial, last = conn.execute(query).first() or (None, None)
+        self._save_cursor(conn, device_id, DeviceCursor(serial, 0, last), now)
 
     def log_clears(self) -> list[tuple[str, str | None, int, datetime]]:
         """Every log the gateway cleared: (device_id, serial, records cleared, when in UTC), oldest first."""

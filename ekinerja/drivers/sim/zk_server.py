@@ -178,9 +178,13 @@ class _Protocol:
 
     def reboot(self) -> None:
         """The terminal restarted: it comes back enabled."""
+        self._disabled_by_session(None)
+
+    def _disabled_by_session(self, session: _Session | None) -> None:
+        """Disable the terminal for ``session``, or enable it (None)."""
         with self._enable_lock:
-            self._disabled_by = None
-            self.device.enabled = True
+            self._disabled_by = session
+            self.device.enabled = session is None
 
     def handle(self, session: _Session, packet: zp.Packet, stopping: threading.Event) -> list[Reply]:
         """The replies to one packet: none to a client's ACK of a live event, none while hung.
@@ -248,15 +252,11 @@ class _Protocol:
         return [(zp.CMD_ACK_OK, b"")]
 
     def _enable(self, session: _Session, packet: zp.Packet) -> list[Reply]:
-        with self._enable_lock:
-            self._disabled_by = None
-            self.device.enabled = True
+        self._disabled_by_session(None)
         return [(zp.CMD_ACK_OK, b"")]
 
     def _disable(self, session: _Session, packet: zp.Packet) -> list[Reply]:
-        with self._enable_lock:
-            self._disabled_by = session
-            self.device.enabled = False
+        self._disabled_by_session(session)
         return [(zp.CMD_ACK_OK, b"")]
 
     def _options(self, session: _Session, packet: zp.Packet) -> list[Reply]:
