@@ -1,13 +1,16 @@
 """``ekinerja demo``: the whole path on one machine with no hardware and no servers to install.
 
 A store on SQLite, two simulated ZKTeco terminals (one over TCP, one over UDP) that punch every
-few seconds, and the gateway polling them and pushing to the store. It prints where to look and,
-every few seconds, how many punches each part holds.
+few seconds, and the gateway polling them and pushing to the store. When this machine's pcscd has
+vsmartcard's virtual reader, an RFID reader too, tapped by simulated cards (demo_cards); otherwise
+the demo says how to add one. It prints where to look and, every few seconds, how many punches
+each part holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import shutil
 import signal
@@ -73,13 +76,15 @@ def _start_store(data: Path, port: int, token: str, reports_token: str) -> tuple
 
 def employees_csv(users: list[Any], since: date) -> str:
     """A registry for the simulated terminals' users: made-up but valid NIPs, two units, active
-    from the terminals' first punch (earlier days would all be absences)."""
+    from the terminals' first punch (earlier days would all be absences), each with a demo card."""
+    from ekinerja.demo_cards import card_uid
+
     lines = ["nip,name,unit,zk_user_id,card_uid,active_from"]
     for n, user in enumerate(users):
         born = date(1975, 1, 1) + timedelta(days=397 * n)
         nip = f"{born:%Y%m%d}{2000 + n % 20}{n % 12 + 1:02d}{1 + n % 2}{n + 1:03d}"
         unit = ("Bagian Umum", "Bidang Aset")[n % 2]
-        lines.append(f"{nip},{user.name or 'Pegawai ' + user.user_id},{unit},{user.user_id},,{since}")
+        lines.append(f"{nip},{user.name or 'Pegawai ' + user.user_id},{unit},{user.user_id},{card_uid(n)},{since}")
     return "\n".join(lines) + "\n"
 
 
@@ -98,26 +103,30 @@ def _register_employees(data: Path, device: Any) -> str:
     return text.splitlines()[1].split(",")[0]
 
 
-def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int]) -> Any:
-    from ekinerja.config.gateway import GatewayConfig, GatewaySection, StoreClientSection, ZkDevice
+def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int], cards: bool) -> Any:
+    from ekinerja.config.gateway import GatewayConfig, GatewaySection, PcscDevice, StoreClientSection, ZkDevice
+    from ekinerja.demo_cards import READER
 
     # The TCP terminal is captured live (punches in the store within a second), the UDP one polled.
-    devices = [
+    devices: list[ZkDevice | PcscDevice] = [
         ZkDevice(
             id=f"pintu-{proto}", kind="zk", host="127.0.0.1", port=port, protocol=proto,
             live=proto == "tcp", poll_interval_s=30 if proto == "tcp" else 2,
         )
         for proto, port in ports.items()
     ]  # fmt: skip
+    if cards:  # a short debounce: the demo's few cards come round again within the minute
+        devices.append(PcscDevice(id="kartu-pintu", kind="pcsc", reader=READER, debounce_s=5))
     return GatewayConfig(
         gateway=GatewaySection(id=GATEWAY_ID, data_dir=data / "gateway"),
-        store=StoreClientSection(url=store_url, token=token, push_interval_s=2),
+        store=StoreClientSection(url=store_url, token=token, push_interval_s=2, cards_refresh_s=10),
         devices=devices,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo until ``--seconds`` pass or Ctrl-C."""
+    from ekinerja.demo_cards import DemoCards, card_uid, unavailable_reason
     from ekinerja.drivers.sim.zk_device import ZkDevice as SimDevice
     from ekinerja.drivers.sim.zk_server import ZkSimulator
     from ekinerja.gateway.service import GatewayService
@@ -146,17 +155,25 @@ def run(args: argparse.Namespace) -> int:
         server, thread = _start_store(data, port, token, reports_token)
         nip = _register_employees(data, sims["tcp"].device)
         store_url = f"http://127.0.0.1:{port}"
-        service = GatewayService(_gateway_config(data, store_url, token, {p: s.port for p, s in sims.items()}))
+        no_cards = unavailable_reason()
+        ports = {p: s.port for p, s in sims.items()}
+        service = GatewayService(_gateway_config(data, store_url, token, ports, cards=no_cards is None))
         gateway = threading.Thread(target=service.run, args=(stop,), name="gateway", daemon=True)
         gateway.start()
-        _announce(store_url, sims, data, reports_token, nip)
-        _watch(stop, args.seconds, service, sims, store_url)
+        _announce(store_url, sims, data, reports_token, nip, no_cards)
+        cards = DemoCards([card_uid(n) for n in range(8)] + ["04FFEE01"], args.punch_every)  # the last: unregistered
+        with cards.tapping() if no_cards is None else contextlib.nullcontext(cards):
+            _watch(stop, args.seconds, service, sims, store_url)
         gateway.join(30)
         for sim in sims.values():
             sim.stop_punching()
         service.pull_all()  # a last read and push, so the summary compares complete figures
         service.sync_once()
-        print(f"demo stopped: {_on_devices(sims)} punches on the terminals, {_stored(store_url)} in the store.")
+        card_punches = sum(status.punches for status in service.card_status.values())
+        print(
+            f"demo stopped: {_on_devices(sims)} punches on the terminals, {card_punches} card punches "
+            f"({cards.taps} taps), {_stored(store_url)} in the store."
+        )
         service.close()
         server.should_exit = True
         thread.join(10)
@@ -165,12 +182,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(store_url: str, sims: dict[str, Any], data: Path, reports_token: str, nip: str) -> None:
+def _announce(
+    store_url: str, sims: dict[str, Any], data: Path, reports_token: str, nip: str, no_cards: str | None
+) -> None:
+    from ekinerja.demo_cards import HOW_TO_ENABLE, READER
+
     print("e-Kinerja attendance gateway demo")
     for proto, sim in sims.items():
         how = "live capture" if proto == "tcp" else "polled every 2 s"
         where = f"127.0.0.1:{sim.port} ({proto}, {how})"
         print(f"  terminal pintu-{proto}: simulated ZKTeco {sim.device.serial} on {where}")
+    if no_cards is None:
+        print(f"  RFID reader kartu-pintu: {READER!r} under pcscd, tapped by 9 simulated cards (one unregistered)")
+    else:
+        print(f"  RFID reader: not in this demo: {no_cards};")
+        print(f"    {HOW_TO_ENABLE}")
     print(f"  store:         {store_url}  (SQLite in {data})")
     print(f"  punch feed:    {store_url}/v1/feed?after=0")
     print(f"  API (OpenAPI): {store_url}/docs")
@@ -211,7 +237,11 @@ def _watch(stop: threading.Event, seconds: float | None, service: Any, sims: dic
         if stop.wait(timeout=wait):
             return
         waiting = service.buffer.backlog().pending
-        print(f"  on terminals {_on_devices(sims):5d} | waiting at gateway {waiting:5d} | in store {_stored(url):5d}")
+        cards = sum(status.punches for status in service.card_status.values())
+        print(
+            f"  on terminals {_on_devices(sims):5d} | card punches {cards:4d} | waiting at gateway {waiting:5d} "
+            f"| in store {_stored(url):5d}"
+        )
         if deadline is not None and time.monotonic() >= deadline:
             stop.set()
             return

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
-# the MariaDB and PostgreSQL servers (the tests start their own throwaway instances on
-# loopback), a virtual environment with the project and its test tools, then ruff, mypy, pytest.
+# the MariaDB and PostgreSQL servers and pcscd with vsmartcard's virtual readers (the tests
+# start their own throwaway instances), a virtual environment with the project and its test
+# tools, then ruff, mypy, pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/store -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,13 @@ packages=()
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
+# PC/SC: pcscd with vsmartcard's virtual reader, and what building pyscard needs (it has no Linux wheel).
+[ -x /usr/sbin/pcscd ] || packages+=(pcscd)
+[ -e /etc/reader.conf.d/vpcd ] || packages+=(vsmartcard-vpcd)
+[ -e /usr/include/PCSC/winscard.h ] || packages+=(libpcsclite-dev)
+command -v gcc >/dev/null 2>&1 || packages+=(gcc)
+"$python" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path('include') + '/Python.h'))" \
+  || packages+=(python3-dev)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -48,3 +48,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 # --- end of databases ---------------------------------------------------------------------------
+
+
+# --- PC/SC: the real pcscd with vsmartcard's virtual readers (tests/pcscd.py) -------------------
+from pcscd import Pcscd, wait_empty  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pcscd_daemon() -> Iterator[Pcscd]:
+    """This session's pcscd, controlled by the tests that need it."""
+    daemon = Pcscd()
+    try:
+        yield daemon
+    finally:
+        daemon.close()
+
+
+@pytest.fixture
+def pcscd(pcscd_daemon: Pcscd) -> Pcscd:
+    """pcscd running with the two virtual readers at the start of the test."""
+    if not pcscd_daemon.running or not pcscd_daemon.readers:
+        pcscd_daemon.restart(readers=True)
+    wait_empty()  # the last test's card has left, as pcscd sees it
+    return pcscd_daemon

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import codecs
+from datetime import time
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -53,6 +54,12 @@ class StoreClientSection(Section):
     timeout_s: float = Field(default=15.0, gt=0, le=300, description="HTTP timeout for one request.")
     max_backoff_s: float = Field(
         default=300.0, gt=0, le=3600, description="Longest wait between retries while the store is down."
+    )
+    cards_refresh_s: float = Field(
+        default=300.0,
+        ge=10,
+        le=86400,
+        description="With card readers: seconds between fetches of the registry's card list (for 'unknown card').",
     )
 
     def shown_url(self) -> str:
@@ -137,6 +144,65 @@ class ZkDevice(Section):
         return value
 
 
+class PunchWindowEntry(Section):
+    """One entry of ``punch_windows``: what a card tap between two wall-clock times means."""
+
+    start: time = Field(description="Wall-clock time the window opens, HH:MM.")
+    end: time = Field(
+        description="Wall-clock time the window closes (not included), HH:MM; before start: wraps midnight."
+    )
+    punch: Literal["in", "out", "break_out", "break_in", "ot_in", "ot_out"] = Field(
+        description="The punch a tap in this window makes."
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("start and end are the same time: the window would be empty")
+        return self
+
+
+class PcscDevice(Section):
+    """``[[devices]]`` with ``kind = "pcsc"``: RFID card readers attached to the gateway (PC/SC, pcscd)."""
+
+    id: Identifier = Field(description="Name of the reader at this gateway, e.g. pintu-samping.")
+    kind: Literal["pcsc"] = Field(description="Device kind; pcsc for RFID card readers through pcscd.")
+    reader: str = Field(
+        min_length=1,
+        max_length=200,
+        description=(
+            "The PC/SC reader's name, or a part of it (e.g. ACR122U): every reader whose name contains it is "
+            "watched; `pcsc_scan` lists the names. A reader missing at start is waited for."
+        ),
+    )
+    debounce_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="The same card on the same reader within this many seconds of its last punch is one punch.",
+    )
+    feedback: bool = Field(
+        default=True,
+        description="Light and beep at the reader (ACR122U-style) once a punch is stored; other readers stay silent.",
+    )
+    punch_windows: list[PunchWindowEntry] = Field(
+        default_factory=list,
+        description=(
+            'Time windows that make a tap in or out, e.g. {start = "05:00", end = "12:00", punch = "in"}; '
+            "the first that holds the time decides; a tap outside them all is unknown."
+        ),
+    )
+    timezone: ZoneName | None = Field(
+        default=None, description="Zone of the taps' wall clock; the gateway's when omitted."
+    )
+    max_backoff_s: float = Field(
+        default=5.0, ge=1, le=300, description="Longest wait between attempts to reach pcscd while it is down."
+    )
+
+
+Device = Annotated[ZkDevice | PcscDevice, Field(discriminator="kind")]
+
+
 class WebSection(Section):
     """``[web]``: the gateway's status page."""
 
@@ -148,7 +214,9 @@ class GatewayConfig(Section):
 
     gateway: GatewaySection = Field(description="Who this gateway is and where it keeps its buffer.")
     store: StoreClientSection = Field(description="The central store to push punches to.")
-    devices: list[ZkDevice] = Field(default_factory=list, description="The terminals this gateway reads.")
+    devices: list[Device] = Field(
+        default_factory=list, description="The terminals (kind = zk) and card readers (kind = pcsc) this gateway reads."
+    )
     web: WebSection = Field(
         default_factory=WebSection, description="The status page (its listen address; the page comes with monitoring)."
     )
@@ -162,6 +230,16 @@ class GatewayConfig(Section):
             seen.add(device.id)
         return self
 
-    def device_zone(self, device: ZkDevice) -> str:
+    @property
+    def terminals(self) -> list[ZkDevice]:
+        """The ZKTeco terminals."""
+        return [device for device in self.devices if isinstance(device, ZkDevice)]
+
+    @property
+    def card_readers(self) -> list[PcscDevice]:
+        """The PC/SC card reader entries."""
+        return [device for device in self.devices if isinstance(device, PcscDevice)]
+
+    def device_zone(self, device: ZkDevice | PcscDevice) -> str:
         """The zone a device's wall clock is in."""
         return device.timezone or self.gateway.timezone

@@ -71,10 +71,34 @@ def _expand_env(value: Any, loc: tuple[Any, ...], problems: list[str]) -> Any:
 SECRET_KEYS = frozenset({"token", "token_sha256", "password", "database_url"})
 
 
-def _describe(error: Any) -> str:
-    loc = tuple(part for part in error["loc"] if not str(part).startswith("function-"))
+def _file_keys(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """``loc`` as the file spells it: without validator names, and without the ``kind`` tag pydantic
+    inserts for a table of a tagged union (``devices[0].zk.port`` is ``devices[0].port`` in the file)."""
+    keys: list[Any] = []
+    node = raw
+    for part in loc:
+        if str(part).startswith("function-"):
+            continue
+        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+            continue
+        keys.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return tuple(keys)
+
+
+def _describe(error: Any, raw: Any) -> str:
+    loc = _file_keys(tuple(error["loc"]), raw)
     key = _key_path(loc)
     kind = error["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):  # the table's kind decides its other keys
+        ctx = error.get("ctx", {})
+        tag_key = f"{key}.{ctx.get('discriminator', 'kind').strip(chr(39))}"
+        if kind == "union_tag_not_found":
+            return f"{tag_key}: required key is missing"
+        return f"{tag_key}: must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
     if kind == "extra_forbidden":
         return f"{key}: unknown key (check its spelling and the section it is in)"
     if kind == "missing":
@@ -102,7 +126,7 @@ def load_model(path: Path, model: type[M]) -> M:
     try:
         loaded = model.model_validate(expanded, context={"config_dir": path.parent})
     except ValidationError as exc:
-        problems += [_describe(err) for err in exc.errors()]
+        problems += [_describe(err, expanded) for err in exc.errors()]
         raise ConfigError(path, problems) from None
     if problems:
         raise ConfigError(path, problems)

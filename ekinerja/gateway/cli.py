@@ -69,8 +69,10 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"  gateway {config.gateway.id}, zone {config.gateway.timezone}, data in {config.gateway.data_dir}")
     store = config.store
     print(f"  store {store.shown_url()}, push every {store.push_interval_s:g} s, batches of {store.batch_size}")
-    for d in config.devices:
+    for d in config.terminals:
         print(f"  device {d.id}: {d.kind} {d.protocol}://{d.host}:{d.port}, poll every {d.poll_interval_s:g} s")
+    for r in config.card_readers:
+        print(f"  device {r.id}: pcsc card reader(s) matching {r.reader!r}, debounce {r.debounce_s:g} s")
     if not config.devices:
         print("  no devices configured: add [[devices]] entries")
     return EXIT_OK

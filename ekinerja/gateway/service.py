@@ -14,20 +14,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ekinerja.config.gateway import GatewayConfig, ZkDevice
+from ekinerja.config.gateway import GatewayConfig, PcscDevice, ZkDevice
 from ekinerja.drivers.zk_live import ZkLiveCapture
 from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
+from ekinerja.errors import OperatorError
 from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.card_keeper import CardReaderKeeper, CardReaderStatus
 from ekinerja.gateway.device_keeper import DeviceKeeper
+from ekinerja.gateway.known_cards import KnownCards
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
+    from ekinerja.drivers.pcsc import PcscSettings, PcscWatch
     from ekinerja.sync.jobs import Jobs
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
 
 log = logging.getLogger("ekinerja.gateway")
 
 BUFFER_FILE = "buffer.sqlite3"
+KNOWN_CARDS_FILE = "known_cards.json"
 STOP_WAIT_S = 10.0
 
 
@@ -48,6 +53,30 @@ def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
     )
 
 
+def pcsc_settings(config: GatewayConfig, device: PcscDevice) -> PcscSettings:
+    """Driver settings for one ``kind = "pcsc"`` entry; a clear error when pyscard is missing."""
+    try:
+        from ekinerja.drivers.pcsc import PcscSettings
+        from ekinerja.drivers.punch_windows import PunchWindow
+    except ImportError as exc:
+        raise OperatorError(
+            f"device {device.id!r} is a card reader (kind = pcsc), which needs pyscard ({exc}): install it with "
+            "pip install 'ekinerja-gateway[pcsc]' (it compiles: apt install gcc python3-dev libpcsclite-dev pcscd)"
+        ) from None
+    from ekinerja.sync.contract import Punch
+
+    return PcscSettings(
+        gateway_id=config.gateway.id,
+        device_id=device.id,
+        reader=device.reader,
+        timezone=config.device_zone(device),
+        debounce_s=device.debounce_s,
+        punch_windows=tuple(PunchWindow(w.start, w.end, Punch(w.punch)) for w in device.punch_windows),
+        feedback=device.feedback,
+        max_backoff_s=device.max_backoff_s,
+    )
+
+
 class GatewayService:
     """One gateway: its buffer, its drivers and its pusher."""
 
@@ -55,12 +84,20 @@ class GatewayService:
         self.config = config
         self.buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
         self.devices = {d.id: d for d in config.devices}
-        self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.devices}
+        self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.terminals}
         self.on_new_events: Callable[[], None] = lambda: None
         self.keepers = {
-            d.id: DeviceKeeper(d, self.drivers[d.id], self.buffer, lambda: self.on_new_events()) for d in config.devices
+            d.id: DeviceKeeper(d, self.drivers[d.id], self.buffer, lambda: self.on_new_events())
+            for d in config.terminals
         }
         self.status = {device_id: keeper.status for device_id, keeper in self.keepers.items()}
+        self.known_cards = KnownCards(config.gateway.data_dir / KNOWN_CARDS_FILE)
+        self.card_keepers = {
+            d.id: CardReaderKeeper(d, self.buffer, self.known_cards.is_known, lambda: self.on_new_events())
+            for d in config.card_readers
+        }
+        self.card_status: dict[str, CardReaderStatus] = {i: k.status for i, k in self.card_keepers.items()}
+        self.card_watches = self._card_watches()
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -78,6 +115,14 @@ class GatewayService:
 
         store = self.config.store
         return Pusher(self.buffer, self.client, store.batch_size, store.max_backoff_s)
+
+    def _card_watches(self) -> dict[str, PcscWatch]:
+        if not self.config.card_readers:
+            return {}
+        settings = {d.id: pcsc_settings(self.config, d) for d in self.config.card_readers}
+        from ekinerja.drivers.pcsc import PcscWatch
+
+        return {i: PcscWatch(s, self.card_keepers[i]) for i, s in settings.items()}
 
     def close(self) -> None:
         """Release the HTTP pool and the buffer file."""
@@ -104,20 +149,23 @@ class GatewayService:
         from ekinerja.sync.jobs import Jobs
 
         limit_malloc_arenas()  # a thread per terminal: see malloc_arenas
-        polled = [d for d in self.config.devices if not d.live]
+        polled = [d for d in self.config.terminals if not d.live]
         jobs = Jobs(len(polled))
         for device in polled:
             jobs.add_poll(device.id, device.poll_interval_s, functools.partial(self._poll_job, device.id))
         jobs.add_push(self.config.store.push_interval_s, self._push_job)
+        if self.card_watches:
+            jobs.add_repeating("cards", self.config.store.cards_refresh_s, self.refresh_known_cards)
         jobs.add_daily("prune", self.prune)
         self.on_new_events = jobs.push_soon
         jobs.start()
-        captures = self._start_live_captures(stop)
+        captures = self._start_live_captures(stop) + self._start_card_watches(stop)
         log.info(
-            "gateway %s running: %d device(s) (%d live), pushing to %s",
+            "gateway %s running: %d terminal(s) (%d live), %d card reader entr(ies), pushing to %s",
             self.config.gateway.id,
             len(self.drivers),
-            len(captures),
+            len(captures) - len(self.card_watches),
+            len(self.card_watches),
             self.config.store.shown_url(),
         )
         try:
@@ -130,6 +178,8 @@ class GatewayService:
         jobs.pause()
         for driver in self.drivers.values():
             driver.abort()
+        for watch in self.card_watches.values():
+            watch.abort()
         for thread in captures:
             thread.join(STOP_WAIT_S)
             if thread.is_alive():
@@ -142,13 +192,22 @@ class GatewayService:
     def _start_live_captures(self, stop: threading.Event) -> list[threading.Thread]:
         """A thread per ``live`` device, each keeping its stream up until ``stop``."""
         threads = []
-        for device in self.config.devices:
+        for device in self.config.terminals:
             if not device.live:
                 continue
             capture = ZkLiveCapture(
                 self.drivers[device.id], self.keepers[device.id], device.poll_interval_s, device.live_silence_s
             )
             thread = threading.Thread(target=capture.run, args=(stop,), name=f"live {device.id}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def _start_card_watches(self, stop: threading.Event) -> list[threading.Thread]:
+        """A thread per card-reader entry, each watching its readers until ``stop``."""
+        threads = []
+        for device_id, watch in self.card_watches.items():
+            thread = threading.Thread(target=watch.run, args=(stop,), name=f"cards {device_id}", daemon=True)
             thread.start()
             threads.append(thread)
         return threads
@@ -160,6 +219,20 @@ class GatewayService:
         if pruned:
             log.info("pruned %d acknowledged event(s) older than %g day(s) from the buffer", pruned, keep.days)
         return pruned
+
+    def refresh_known_cards(self) -> bool:
+        """Fetch the registry's card list from the store; False (and the old list kept) when it cannot."""
+        from ekinerja.sync.push import StoreRefused, StoreUnavailable
+
+        try:
+            self.known_cards.replace(self.client.known_cards())
+        except (StoreUnavailable, StoreRefused) as exc:
+            log.warning("card list not refreshed, the last one is kept (%d card(s)): %s", len(self.known_cards), exc)
+            return False
+        except OSError as exc:
+            log.warning("card list not saved to %s: %s", self.known_cards.path, exc)
+            return False
+        return True
 
     def _poll_job(self, device_id: str) -> None:
         try:

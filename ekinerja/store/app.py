@@ -33,9 +33,10 @@ from ekinerja.store.auth import ClientAuth, GatewayAuth
 from ekinerja.store.db import db_error_message, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest
+from ekinerja.store.known_cards import known_card_uids
 from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.store.schema import current_revision, head_revision
-from ekinerja.sync.contract import Batch, BatchResult, FeedPage
+from ekinerja.sync.contract import Batch, BatchResult, FeedPage, KnownCards
 
 log = logging.getLogger("ekinerja.store")
 
@@ -100,6 +101,7 @@ def create_app(
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.post("/v1/punches", response_model=BatchResult, responses=_PUNCH_ERRORS)(post_punches)
     app.get("/v1/feed", response_model=FeedPage)(get_feed)
+    app.get("/v1/cards", response_model=KnownCards, responses={401: _PUNCH_ERRORS[401]})(get_cards)
     app.get("/healthz", response_model=Health, responses={503: {"model": Health}})(healthz)
     app.include_router(api_reports.router)
     app.include_router(api_registry.router)
@@ -141,6 +143,12 @@ def post_punches(
     result = ingest(state.engine, batch, datetime.now(UTC), lambda conn, new: mark_arrived(conn, office, new))
     # Built by the store itself: serialize directly instead of letting FastAPI validate it again.
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+def get_cards(state: State, gateway_id: Annotated[str, Depends(calling_gateway)]) -> Response:
+    """The card UIDs the registry resolves for the calling gateway, so its readers can tell an unknown card."""
+    cards = KnownCards(gateway_id=gateway_id, card_uids=known_card_uids(state.engine, gateway_id))
+    return Response(cards.model_dump_json(), media_type="application/json")
 
 
 def get_feed(

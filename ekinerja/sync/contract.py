@@ -90,6 +90,8 @@ ZoneName = Annotated[str, AfterValidator(_check_zone)]
 NaiveDateTime = Annotated[datetime, AfterValidator(_check_naive)]
 UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+CardUid = Annotated[str, Field(pattern=r"^(?:[0-9A-F]{2}){4,10}$")]
+"""A card's UID as upper-case hex: 4 to 10 bytes (ISO 14443 UIDs are 4, 7 or 10; FeliCa IDm 8)."""
 
 
 class _Model(BaseModel):
@@ -100,7 +102,7 @@ class Subject(_Model):
     """Who punched, as the device knows them. Exactly one field is set."""
 
     zk_user_id: str | None = Field(default=None, min_length=1, max_length=24, pattern=r"^[ -~]+$")
-    card_uid: str | None = Field(default=None, pattern=r"^(?:[0-9A-F]{2}){4,10}$")
+    card_uid: CardUid | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -443,6 +445,17 @@ class BatchResult(_Model):
     duplicate: int
     rejected: int
     results: list[EventResult]
+
+
+class KnownCards(_Model):
+    """What ``GET /v1/cards`` answers a gateway: the card UIDs the registry resolves to someone for it.
+
+    The gateway keeps the list so a reader can tell "unknown card" at the door, even while the
+    store is unreachable; the punch of an unknown card is stored and sent all the same.
+    """
+
+    gateway_id: Identifier
+    card_uids: list[CardUid]
 
 
 class FeedItem(_Model):

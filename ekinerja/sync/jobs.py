@@ -84,6 +84,12 @@ class Jobs:
             next_run_time=datetime.now(),
         )
 
+    def add_repeating(self, name: str, interval_s: float, job: Callable[[], object]) -> None:
+        """Run ``job`` every ``interval_s``, first at once, beside the pushes (it talks to the store too)."""
+        self.scheduler.add_job(
+            job, "interval", seconds=interval_s, id=name, name=name, executor="push", next_run_time=datetime.now()
+        )
+
     def add_daily(self, name: str, job: Callable[[], object]) -> None:
         """Run ``job`` once a day, first an hour after start (housekeeping, off the busy morning)."""
         first = datetime.now() + timedelta(hours=1)

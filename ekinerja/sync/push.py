@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ekinerja.backoff import Backoff
 from ekinerja.config.common import without_credentials
-from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, Outcome, PunchEvent
+from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, KnownCards, Outcome, PunchEvent
 
 log = logging.getLogger("ekinerja.sync.push")
 
@@ -98,6 +98,7 @@ class PushClient:
     ) -> None:
         self.gateway_id = gateway_id
         self._url = url.rstrip("/") + "/v1/punches"
+        self._cards_url = url.rstrip("/") + "/v1/cards"
         self._shown = without_credentials(self._url)  # what messages and logs may say
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
@@ -137,6 +138,24 @@ class PushClient:
         if response.status_code == 422:
             return _reject_invalid(batch, response)
         raise StoreUnavailable(f"store answered {response.status_code}: {_detail(response)}")
+
+    def known_cards(self) -> list[str]:
+        """The card UIDs the store's registry knows for this gateway; raises StoreUnavailable or StoreRefused."""
+        try:
+            response = self._client.get(self._cards_url)
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"store at {self._shown} unreachable: {type(exc).__name__}: {exc}") from None
+        if response.status_code in (401, 403):
+            raise StoreRefused(
+                f"store refused gateway {self.gateway_id!r} ({response.status_code}): {_detail(response)}"
+            )
+        try:
+            response.raise_for_status()
+            return KnownCards.model_validate_json(response.content).card_uids
+        except (httpx.HTTPStatusError, ValidationError):
+            raise StoreUnavailable(
+                f"{without_credentials(self._cards_url)} answered {response.status_code} without a card list"
+            ) from None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -61,7 +61,11 @@ def test_env_secret_and_relative_data_dir(tmp_path: Path, monkeypatch: pytest.Mo
         ),
         (lambda t: t.replace('data_dir = "buf"', 'data_dir = "buf"\nport = 1'), "gateway.port: unknown key"),
         (lambda t: t + 'port = "empat"\n', "devices[0].port: Input should be a valid integer"),
-        (lambda t: t.replace('kind = "zk"', 'kind = "zkt"'), "devices[0].kind"),
+        (
+            lambda t: t.replace('kind = "zk"', 'kind = "zkt"'),
+            "devices[0].kind: must be one of 'zk', 'pcsc' (got 'zkt')",
+        ),
+        (lambda t: t.replace('kind = "zk"', ""), "devices[0].kind: required key is missing"),
         (
             lambda t: t.replace('id = "opd-1"', 'id = "opd-1"\ntimezone = "WIB"'),
             "gateway.timezone: Value error, unknown IANA",
@@ -123,3 +127,52 @@ def test_store_url_is_shown_without_credentials(tmp_path: Path, monkeypatch: pyt
     text = GOOD.replace("http://127.0.0.1:8400", "https://gw:hunter22@absensi.example.go.id:8443/api")
     config = load_model(write(tmp_path, text), GatewayConfig)
     assert config.store.shown_url() == "https://absensi.example.go.id:8443/api"
+
+
+CARD_READER = """
+[[devices]]
+id = "kartu"
+kind = "pcsc"
+reader = "ACR122U"
+punch_windows = [
+  {start = "05:00", end = "12:00", punch = "in"},
+  {start = "14:00", end = "23:00", punch = "out"},
+]
+"""
+
+
+def test_card_reader_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    config = load_model(write(tmp_path, GOOD + CARD_READER), GatewayConfig)
+    assert [d.id for d in config.terminals] == ["pintu"]
+    (reader,) = config.card_readers
+    assert (reader.reader, reader.debounce_s, reader.feedback) == ("ACR122U", 60.0, True)
+    assert [(str(w.start), w.punch) for w in reader.punch_windows] == [("05:00:00", "in"), ("14:00:00", "out")]
+    assert config.device_zone(reader) == "Asia/Jakarta"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.replace('reader = "ACR122U"', 'reader = ""'), "devices[1].reader: String should have at least"),
+        (lambda t: t.replace('reader = "ACR122U"', 'host = "x"'), "devices[1].host: unknown key"),
+        (lambda t: t.replace('reader = "ACR122U"', ""), "devices[1].reader: required key is missing"),
+        (lambda t: t + "debounce_s = -1\n", "devices[1].debounce_s: Input should be greater than or equal to 0"),
+        (
+            lambda t: t.replace('"05:00"', '"25:00"'),
+            "devices[1].punch_windows[0].start: Input should be in a valid time",
+        ),
+        (lambda t: t.replace('punch = "in"', 'punch = "masuk"'), "devices[1].punch_windows[0].punch: Input should be"),
+        (
+            lambda t: t.replace('end = "23:00"', 'end = "14:00"'),
+            "devices[1].punch_windows[1]: Value error, start and end",
+        ),
+    ],
+)
+def test_card_reader_mistakes_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: object, expected: str
+) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    with pytest.raises(ConfigError) as info:
+        load_model(write(tmp_path, edit(GOOD + CARD_READER)), GatewayConfig)  # type: ignore[operator]
+    assert expected in info.value.render()

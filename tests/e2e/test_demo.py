@@ -9,10 +9,12 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from pcscd import Pcscd
+
 CLI = [sys.executable, "-m", "ekinerja.cli"]
 
 
-def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path) -> None:
+def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path, pcscd: Pcscd) -> None:
     done = subprocess.run(
         [*CLI, "demo", "--seconds", "6", "--port", "0", "--punch-every", "1", "--data-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=90, check=False,
@@ -22,10 +24,13 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path) -> None:
     assert re.search(r"punch feed:\s+http://127\.0\.0\.1:\d+/v1/feed\?after=0", out)
     assert re.search(r"API \(OpenAPI\): http://127\.0\.0\.1:\d+/docs", out)
     assert "(tcp, live capture)" in out and "(udp, polled every 2 s)" in out
-    final = re.search(r"demo stopped: (\d+) punches on the terminals, (\d+) in the store\.", out)
+    assert "RFID reader kartu-pintu: 'Virtual PCD 00 00' under pcscd" in out
+    final = re.search(r"demo stopped: (\d+) punches on the terminals, (\d+) card punches \((\d+) taps\), (\d+) in", out)
     assert final, out
-    on_terminals, in_store = map(int, final.groups())
-    assert on_terminals == in_store > 240  # 2 x 120 generated, plus the ones punched during the run
+    on_terminals, card_punches, taps, in_store = map(int, final.groups())
+    assert on_terminals > 240  # 2 x 120 generated, plus the ones punched during the run
+    assert taps >= 3 and card_punches == taps  # one card a second, a different card each time
+    assert in_store == on_terminals + card_punches
     assert "Traceback" not in done.stderr
 
     # The demo registered the terminals' users: the reports it points to have them.
@@ -41,3 +46,16 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path) -> None:
     )  # fmt: skip
     assert daily.returncode == 0, daily.stderr
     assert any(day["first_in"] for day in json.loads(daily.stdout)["days"]), daily.stdout
+
+
+def test_demo_without_a_card_reader_says_how_to_add_one(tmp_path: Path, pcscd_daemon: Pcscd) -> None:
+    pcscd_daemon.stop()
+    done = subprocess.run(
+        [*CLI, "demo", "--seconds", "3", "--port", "0", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RFID reader: not in this demo: pcscd is not running" in done.stdout
+    assert "apt-get install pcscd vsmartcard-vpcd" in done.stdout
+    final = re.search(r"demo stopped: (\d+) punches on the terminals, 0 card punches \(0 taps\), (\d+) in", done.stdout)
+    assert final and final.group(1) == final.group(2), done.stdout

@@ -1,0 +1,158 @@
+"""The real pcscd with vsmartcard's virtual readers, as a child of the test session (RIG.md, "PC/SC").
+
+pcscd runs in the foreground with ``-c DIR``: a reader.conf.d folder that holds vpcd's entry
+("Virtual PCD 00 00" on TCP 35963, "Virtual PCD 00 01" on 35964) or nothing at all. pcscd reads
+that folder only at start (a reload is refused once it changed), so "no reader, then a reader"
+and "a reader unplugged, then back" are pcscd restarts with the folder emptied or filled.
+Only one pcscd can run on a machine: the tests share this one and run one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from smartcard import scard
+
+from ekinerja.drivers.sim.vpcd_card import Tap, VirtualCard
+
+from servers import SETUP_HINT
+
+PCSCD = "/usr/sbin/pcscd"
+VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
+PID_FILE = Path("/run/pcscd/pcscd.pid")
+READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
+PORTS = (35963, 35964)
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+def wait_empty(*readers: str, timeout_s: float = 5.0) -> None:
+    """Wait until pcscd reports no card on ``readers`` (all virtual readers by default).
+
+    pcscd polls vpcd's slots every 0.4 s: a card put on a reader within that time after another
+    left it is never seen as new (the slot looked occupied at both polls). Real readers report
+    slot changes themselves; with vpcd, a test waits for the empty state between taps.
+    """
+    names = list(readers or READERS)
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert code == scard.SCARD_S_SUCCESS, f"pcscd cannot be reached: {scard.SCardGetErrorMessage(code)}"
+    try:
+        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code, found = scard.SCardGetStatusChange(context, 200, states)
+            if code == scard.SCARD_S_SUCCESS and all(event & scard.SCARD_STATE_EMPTY for _n, event, _a in found):
+                return
+            assert time.monotonic() < deadline, f"a card still lies on {names} after {timeout_s} s"
+            if code == scard.SCARD_S_SUCCESS:
+                states = [(name, event & ~scard.SCARD_STATE_CHANGED) for name, event, _atr in found]
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def tap(card: VirtualCard, hold_s: float = 0.3) -> Tap:
+    """Tap ``card`` and return once pcscd has seen it leave (so the next tap is a new card)."""
+    done = card.tap(hold_s=hold_s)
+    wait_empty(READERS[PORTS.index(card.port)])
+    return done
+
+
+def _other_pcscd() -> int | None:
+    """The pid of a pcscd this session did not start, if one runs."""
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+class Pcscd:
+    """A pcscd this test session controls: start, stop, restart, with or without the virtual readers."""
+
+    def __init__(self) -> None:
+        for path, what in ((PCSCD, "pcscd"), (str(VPCD_CONF), "vsmartcard-vpcd's reader entry")):
+            if not os.path.exists(path):
+                pytest.fail(f"{what} not found at {path}: {SETUP_HINT}", pytrace=False)
+        self.folder = Path(tempfile.mkdtemp(prefix="ekinerja-pcscd-"))
+        self.conf_dir = self.folder / "reader.conf.d"
+        self.conf_dir.mkdir()
+        self.log = self.folder / "pcscd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.readers = False
+
+    def start(self, *, readers: bool = True) -> None:
+        """Start pcscd, with vpcd's two readers or with none; returns once it answers."""
+        other = _other_pcscd()
+        if other is not None:
+            pytest.fail(f"another pcscd (pid {other}) is running; stop it before the PC/SC tests", pytrace=False)
+        conf = self.conf_dir / "vpcd"
+        if readers:
+            shutil.copyfile(VPCD_CONF, conf)
+        else:
+            conf.unlink(missing_ok=True)
+        self.readers = readers
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [PCSCD, "--foreground", "--error", "-c", str(self.conf_dir)], stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._ready(readers):
+            if self.proc.poll() is not None:
+                pytest.fail(f"pcscd exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"pcscd did not start within {START_TIMEOUT_S} s", pytrace=False)
+            time.sleep(0.02)
+
+    def _ready(self, readers: bool) -> bool:
+        # Asked through PC/SC, not by connecting to vpcd's ports: a probe connection would sit in
+        # vpcd's queue and later look like a card put on the reader.
+        code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if code != scard.SCARD_S_SUCCESS:
+            return False
+        try:
+            code, names = scard.SCardListReaders(context, [])
+        finally:
+            scard.SCardReleaseContext(context)
+        return all(name in (names or []) for name in READERS) if readers else True
+
+    def stop(self) -> None:
+        """SIGTERM, then wait for it: a second pcscd refuses to start while the first is unreaped."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to its clients."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self, *, readers: bool = True) -> None:
+        """Stop and start again (with the readers, or with none)."""
+        self.stop()
+        self.start(readers=readers)
+
+    @property
+    def running(self) -> bool:
+        """Whether this session's pcscd is up."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> None:
+        """Stop it and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
