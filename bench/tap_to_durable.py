@@ -7,7 +7,9 @@ project's card emulator taps 50 different cards (no debounce in the way). For ea
 - ``durable``: from connect() to the punch's row being committed in the gateway's buffer (the
   benchmark reads the buffer file every 2 ms over its own connection).
 - ``feedback``: from connect() to the reader being told "accepted" (it follows the commit).
-Baseline in the same run: pyscard's own CardMonitor with an observer that reads the UID, no buffer
+Each tap comes at a random moment of pcscd's polling cycle (a random wait of up to 0.4 s after the
+reader was seen empty), as people's taps do. The buffer is read every 2 ms, so ``durable`` is late
+by up to 2 ms. Baseline in the same run: pyscard's own CardMonitor with an observer that reads the UID, no buffer
 (what a bare pyscard script achieves), from connect() to the UID in hand.
 pcscd must be installable here: the benchmark starts its own (as root) when none is running.
 """
@@ -15,6 +17,7 @@ pcscd must be installable here: the benchmark starts its own (as root) when none
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 import statistics
 import subprocess
@@ -31,6 +34,13 @@ from ekinerja.drivers.sim.vpcd_card import VirtualCard
 from harness import PYTHON, report, store_process, write_gateway_config
 
 READER, PORT = "Virtual PCD 00 00", 35963
+POLL_S = 0.4  # pcscd's polling of vpcd's slots
+_rng = random.Random(4)
+
+
+def random_moment() -> None:
+    """Wait a random part of pcscd's polling cycle, so taps do not all land at the same phase."""
+    time.sleep(_rng.uniform(0, POLL_S))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -131,6 +141,7 @@ def _tap_and_watch(buffer_file: Path, taps: int) -> dict[str, list[float]]:
         card = VirtualCard(
             bytes.fromhex(uid), port=PORT, feedback=True, on_feedback=lambda _a, t=told: t.append(time.monotonic())
         )
+        random_moment()
         tap = card.tap(hold_s=0.3)
         watcher.join(5)
         if not stored or not told or tap.first_message_at is None:
@@ -180,6 +191,7 @@ def run_baseline_taps(taps: int) -> list[float]:
         time.sleep(0.5)
         for n in range(taps):
             uid = uid_of(10_000 + n)
+            random_moment()
             tap = VirtualCard(bytes.fromhex(uid), port=PORT).tap(hold_s=0.3)
             wait_empty()
             if uid not in read_at:

@@ -108,6 +108,20 @@ def matching_readers(names: Sequence[str], wanted: str) -> list[str]:
     return [name for name in names if needle in name.casefold()]
 
 
+def present_readers() -> list[str]:
+    """The readers pcscd lists now; raises PcscUnavailable when pcscd cannot be reached."""
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if code != scard.SCARD_S_SUCCESS:
+        raise PcscUnavailable(f"pcscd cannot be reached: {_message(code)}")
+    try:
+        code, names = scard.SCardListReaders(context, [])
+    finally:
+        scard.SCardReleaseContext(context)
+    if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_NO_READERS_AVAILABLE):
+        raise PcscUnavailable(f"pcscd did not list its readers: {_message(code)}")
+    return list(names or [])
+
+
 def _message(code: int) -> str:
     return f"{scard.SCardGetErrorMessage(code).rstrip('. ')} (0x{code & 0xFFFFFFFF:08X})"
 

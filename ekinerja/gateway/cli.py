@@ -114,10 +114,32 @@ def _devices(args: argparse.Namespace) -> int:
                 f"{info.records}/{info.records_capacity} records ({_percent(info.records, info.records_capacity)}), "
                 f"clock skew {info.clock_skew_s:+.0f} s"
             )
+        failed |= _card_readers(service, data, lines)
     finally:
         service.close()
     _print(args, data, lines)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _card_readers(service: Any, data: dict[str, Any], lines: list[str]) -> bool:
+    """The readers each card-reader entry would watch now; True when one has none."""
+    if not service.card_watches:
+        return False
+    from ekinerja.drivers.pcsc import PcscUnavailable, matching_readers, present_readers
+
+    try:
+        present = present_readers()
+    except PcscUnavailable as exc:
+        present, problem = [], str(exc)
+    else:
+        problem = f"no reader matches (readers present: {', '.join(present) or 'none'})"
+    failed = False
+    for device in service.config.card_readers:
+        found = matching_readers(present, device.reader)
+        data[device.id] = {"online": bool(found), "readers": found, "error": None if found else problem}
+        lines.append(f"{device.id}: card reader(s) {', '.join(found)}" if found else f"{device.id}: OFFLINE: {problem}")
+        failed |= not found
+    return failed
 
 
 def _percent(records: int, capacity: int) -> str:

@@ -176,3 +176,13 @@ def test_card_reader_mistakes_are_named(
     with pytest.raises(ConfigError) as info:
         load_model(write(tmp_path, edit(GOOD + CARD_READER)), GatewayConfig)  # type: ignore[operator]
     assert expected in info.value.render()
+
+
+def test_the_shipped_card_reader_example_loads_once_uncommented(tmp_path: Path) -> None:
+    text = (EXAMPLES / "gateway.toml").read_text()
+    start = text.index('# [[devices]]\n# id = "kartu-pintu"')
+    block = text[start : text.index("[web]")]
+    uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines() if line.startswith("# "))
+    config = load_model(write(tmp_path, text.replace(block, uncommented + "\n\n")), GatewayConfig)
+    (reader,) = config.card_readers
+    assert (reader.id, reader.reader, len(reader.punch_windows)) == ("kartu-pintu", "ACR122U", 2)

@@ -33,6 +33,7 @@ class RecordingSink:
     """The driver's sink: keeps every call, answers ``feedback`` for each punch."""
 
     feedback: CardFeedback = CardFeedback.ACCEPTED
+    broken: bool = False  # the buffer cannot store (a full disk)
     punches: list[tuple[PunchEvent, str]] = field(default_factory=list)
     repeats: list[tuple[str, str]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -40,6 +41,8 @@ class RecordingSink:
     punched_at: list[float] = field(default_factory=list)
 
     def punched(self, event: PunchEvent, reader: str) -> CardFeedback:
+        if self.broken:
+            raise OSError(28, "No space left on device")
         self.punches.append((event, reader))
         self.punched_at.append(time.monotonic())
         return self.feedback
@@ -183,6 +186,23 @@ def test_feedback_follows_the_stored_punch_and_tells_an_unknown_card(pcscd: Pcsc
         wait_for(lambda: sink.punches, what="the punch")
     assert [f.apdu for f in done.feedback] == [bytes(FEEDBACK_APDUS[CardFeedback.UNKNOWN])]
     assert sink.punched_at[0] <= told_at[0]
+
+
+def test_a_punch_that_cannot_be_stored_is_told_as_an_error_and_logged(
+    pcscd: Pcscd, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = RecordingSink(broken=True)
+    card = VirtualCard(UIDS[4], feedback=True)
+    with watching(sink):
+        wait_online(sink)
+        failed = tap(card, 0.3)
+        wait_for(lambda: "NOT stored" in caplog.text, what="the lost punch logged")
+        sink.broken = False
+        tap(card, 0.3)  # tapped again once there is room: a punch, not a repeat of one never stored
+        wait_for(lambda: sink.punches, what="the punch of the second tap")
+    assert [f.apdu for f in failed.feedback] == [bytes(FEEDBACK_APDUS[CardFeedback.ERROR])]
+    assert "card 04A1B2C3" in caplog.text and "entered by hand" in caplog.text
+    assert not sink.repeats
 
 
 def test_a_reader_without_feedback_works_the_same_silently(pcscd: Pcscd) -> None:

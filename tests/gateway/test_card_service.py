@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from ekinerja import cli
 from ekinerja.config.gateway import GatewayConfig
 from ekinerja.config.loader import load_model
 from ekinerja.drivers.pcsc import FEEDBACK_APDUS, CardFeedback
@@ -108,3 +112,44 @@ def test_pcscd_killed_and_started_again_mid_run(tmp_path: Path, pcscd: Pcscd) ->
             assert status.problem is None
             tap(VirtualCard(bytes.fromhex("04112233445566"), port=PORTS[1]), 0.3)
             wait_for(lambda: len(read_whole_feed(url)) == 2, what="both punches in the store")
+
+
+def test_devices_and_check_config_show_the_card_readers(
+    tmp_path: Path, pcscd: Pcscd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card_gateway(tmp_path, "http://127.0.0.1:9", reader="Virtual PCD 00 01").close()
+    config = str(tmp_path / "gateway.toml")
+    assert cli.main(["gateway", "devices", "--config", config]) == 0
+    assert "kartu: card reader(s) Virtual PCD 00 01" in capsys.readouterr().out
+    assert cli.main(["gateway", "check-config", "--config", config]) == 0
+    assert "device kartu: pcsc card reader(s) matching 'Virtual PCD 00 01', debounce 60 s" in capsys.readouterr().out
+    pcscd.stop()
+    assert cli.main(["gateway", "devices", "--config", config, "--json"]) == 1
+    shown = json.loads(capsys.readouterr().out)["kartu"]
+    assert shown["online"] is False and "pcscd cannot be reached" in shown["error"]
+
+
+def test_a_card_list_survives_a_restart_and_an_unreachable_store(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/store.db"
+    with store_server(database, {"opd-1": TOKEN}) as url:
+        register_cards(database)
+        service = card_gateway(tmp_path, url)
+        try:
+            assert service.known_cards.is_known("04A1B2C3") is None  # never fetched: nobody is called unknown
+            assert service.refresh_known_cards()
+            assert service.known_cards.is_known("04A1B2C3") is True
+            assert service.known_cards.is_known(STRANGER) is False
+        finally:
+            service.close()
+    again = card_gateway(tmp_path, "http://127.0.0.1:9")  # the store is gone: the list on disk is kept
+    try:
+        assert not again.refresh_known_cards()
+        assert again.known_cards.is_known("04112233445566") is True and len(again.known_cards) == 2
+    finally:
+        again.close()
+    (tmp_path / "data" / "known_cards.json").write_text("{not json")
+    broken = card_gateway(tmp_path, "http://127.0.0.1:9")
+    try:
+        assert broken.known_cards.is_known("04A1B2C3") is None  # unreadable: back to calling nobody unknown
+    finally:
+        broken.close()
