@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from ekinerja.drivers.sim.vpcd_card import VirtualCard
+from ekinerja.drivers.sim.vpcd_readers import PORTS, READERS, wait_empty
 
 from harness import PYTHON, report, store_process, write_gateway_config
 
-READER, PORT = "Virtual PCD 00 00", 35963
+READER, PORT = READERS[0], PORTS[0]
 POLL_S = 0.4  # pcscd's polling of vpcd's slots
 _rng = random.Random(4)
 
@@ -86,24 +87,6 @@ def _readers_or_none() -> list[Any]:
         return []
 
 
-def wait_empty() -> None:
-    """Until pcscd sees the reader empty: a card put down sooner is not seen as new (RIG.md)."""
-    from smartcard import scard
-
-    _, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    try:
-        state = scard.SCARD_STATE_UNAWARE
-        while True:
-            code, found = scard.SCardGetStatusChange(context, 2000, [(READER, state)])
-            if code == scard.SCARD_S_SUCCESS:
-                (_name, state, _atr), *_ = found
-                if state & scard.SCARD_STATE_EMPTY:
-                    return
-                state &= ~scard.SCARD_STATE_CHANGED
-    finally:
-        scard.SCardReleaseContext(context)
-
-
 def uid_of(n: int) -> str:
     return f"04B{n:05X}"
 
@@ -149,7 +132,7 @@ def _tap_and_watch(buffer_file: Path, taps: int) -> dict[str, list[float]]:
         times["seen"].append(tap.first_message_at - tap.connected_at)
         times["durable"].append(stored[0] - tap.connected_at)
         times["feedback"].append(told[0] - tap.connected_at)
-        wait_empty()
+        wait_empty(READER)
     return times
 
 
@@ -193,7 +176,7 @@ def run_baseline_taps(taps: int) -> list[float]:
             uid = uid_of(10_000 + n)
             random_moment()
             tap = VirtualCard(bytes.fromhex(uid), port=PORT).tap(hold_s=0.3)
-            wait_empty()
+            wait_empty(READER)
             if uid not in read_at:
                 raise SystemExit(f"the CardMonitor baseline missed tap {n}")
             took.append(read_at[uid] - tap.connected_at)

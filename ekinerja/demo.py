@@ -126,60 +126,70 @@ def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo until ``--seconds`` pass or Ctrl-C."""
-    from ekinerja.demo_cards import DemoCards, card_uid, unavailable_reason
-    from ekinerja.drivers.sim.zk_device import ZkDevice as SimDevice
-    from ekinerja.drivers.sim.zk_server import ZkSimulator
-    from ekinerja.gateway.service import GatewayService
-
     keep = args.data_dir is not None
     data = args.data_dir.resolve() if keep else Path(tempfile.mkdtemp(prefix="ekinerja-demo-"))
     data.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    port = _port(args.port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with ExitStack() as stack:
-        sims = {
-            proto: stack.enter_context(
-                ZkSimulator(
-                    SimDevice.generate(users=25, records=120, serial=f"DEMO{proto.upper()}0001", seed=n),
-                    protocol=proto,
-                    punch_every_s=args.punch_every,
-                    seed=n,
-                )
-            )
-            for n, proto in enumerate(("tcp", "udp"))
-        }
-        reports_token = secrets.token_urlsafe(18)
-        server, thread = _start_store(data, port, token, reports_token)
-        nip = _register_employees(data, sims["tcp"].device)
-        store_url = f"http://127.0.0.1:{port}"
-        no_cards = unavailable_reason()
-        ports = {p: s.port for p, s in sims.items()}
-        service = GatewayService(_gateway_config(data, store_url, token, ports, cards=no_cards is None))
-        gateway = threading.Thread(target=service.run, args=(stop,), name="gateway", daemon=True)
-        gateway.start()
-        _announce(store_url, sims, data, reports_token, nip, no_cards)
-        cards = DemoCards([card_uid(n) for n in range(8)] + ["04FFEE01"], args.punch_every)  # the last: unregistered
-        with cards.tapping() if no_cards is None else contextlib.nullcontext(cards):
-            _watch(stop, args.seconds, service, sims, store_url)
-        gateway.join(30)
-        for sim in sims.values():
-            sim.stop_punching()
-        service.pull_all()  # a last read and push, so the summary compares complete figures
-        service.sync_once()
-        card_punches = sum(status.punches for status in service.card_status.values())
-        print(
-            f"demo stopped: {_on_devices(sims)} punches on the terminals, {card_punches} card punches "
-            f"({cards.taps} taps), {_stored(store_url)} in the store."
-        )
-        service.close()
-        server.should_exit = True
-        thread.join(10)
+        sims = _simulated_terminals(stack, args.punch_every)
+        _run_with(data, sims, args, stop)
     if not keep:
         shutil.rmtree(data, ignore_errors=True)
     return 0
+
+
+def _simulated_terminals(stack: ExitStack, punch_every: float) -> dict[str, Any]:
+    from ekinerja.drivers.sim.zk_device import ZkDevice as SimDevice
+    from ekinerja.drivers.sim.zk_server import ZkSimulator
+
+    return {
+        proto: stack.enter_context(
+            ZkSimulator(
+                SimDevice.generate(users=25, records=120, serial=f"DEMO{proto.upper()}0001", seed=n),
+                protocol=proto,
+                punch_every_s=punch_every,
+                seed=n,
+            )
+        )
+        for n, proto in enumerate(("tcp", "udp"))
+    }
+
+
+def _run_with(data: Path, sims: dict[str, Any], args: argparse.Namespace, stop: threading.Event) -> None:
+    """The store, the gateway and the demo's cards, until ``stop``; then the summary."""
+    from ekinerja.demo_cards import DemoCards, card_uid, unavailable_reason
+    from ekinerja.gateway.service import GatewayService
+
+    token, reports_token, port = secrets.token_urlsafe(24), secrets.token_urlsafe(18), _port(args.port)
+    server, thread = _start_store(data, port, token, reports_token)
+    nip = _register_employees(data, sims["tcp"].device)
+    store_url = f"http://127.0.0.1:{port}"
+    no_cards = unavailable_reason()
+    ports = {p: s.port for p, s in sims.items()}
+    service = GatewayService(_gateway_config(data, store_url, token, ports, cards=no_cards is None))
+    gateway_stop = threading.Event()  # set after the last card tap is over, so its punch is counted
+    gateway = threading.Thread(target=service.run, args=(gateway_stop,), name="gateway", daemon=True)
+    gateway.start()
+    _announce(store_url, sims, data, reports_token, nip, no_cards)
+    cards = DemoCards([card_uid(n) for n in range(8)] + ["04FFEE01"], args.punch_every)  # the last: unregistered
+    with cards.tapping() if no_cards is None else contextlib.nullcontext(cards):
+        _watch(stop, args.seconds, service, sims, store_url)
+    gateway_stop.set()
+    gateway.join(30)
+    for sim in sims.values():
+        sim.stop_punching()
+    service.pull_all()  # a last read and push, so the summary compares complete figures
+    service.sync_once()
+    card_punches = sum(status.punches for status in service.card_status.values())
+    print(
+        f"demo stopped: {_on_devices(sims)} punches on the terminals, {card_punches} card punches "
+        f"({cards.taps} taps), {_stored(store_url)} in the store."
+    )
+    service.close()
+    server.should_exit = True
+    thread.join(10)
 
 
 def _announce(

@@ -19,12 +19,19 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresq
 command -v gcc >/dev/null 2>&1 || packages+=(gcc)
 "$python" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path('include') + '/Python.h'))" \
   || packages+=(python3-dev)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#packages[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${packages[*]} ..."
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+
+# The tests start and restart their own pcscd; one run by systemd (Debian's package enables its
+# socket) would hold its socket path, so it is stopped for the run.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pcscd.socket pcscd.service 2>/dev/null; then
+  echo "stopping the system's pcscd for the tests ..."
+  $sudo systemctl stop pcscd.socket pcscd.service
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv

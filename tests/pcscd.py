@@ -21,40 +21,15 @@ import pytest
 from smartcard import scard
 
 from ekinerja.drivers.sim.vpcd_card import Tap, VirtualCard
+from ekinerja.drivers.sim.vpcd_readers import PORTS, READERS, wait_empty
 
 from servers import SETUP_HINT
 
 PCSCD = "/usr/sbin/pcscd"
 VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 PID_FILE = Path("/run/pcscd/pcscd.pid")
-READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
-PORTS = (35963, 35964)
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-
-
-def wait_empty(*readers: str, timeout_s: float = 5.0) -> None:
-    """Wait until pcscd reports no card on ``readers`` (all virtual readers by default).
-
-    pcscd polls vpcd's slots every 0.4 s: a card put on a reader within that time after another
-    left it is never seen as new (the slot looked occupied at both polls). Real readers report
-    slot changes themselves; with vpcd, a test waits for the empty state between taps.
-    """
-    names = list(readers or READERS)
-    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    assert code == scard.SCARD_S_SUCCESS, f"pcscd cannot be reached: {scard.SCardGetErrorMessage(code)}"
-    try:
-        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            code, found = scard.SCardGetStatusChange(context, 200, states)
-            if code == scard.SCARD_S_SUCCESS and all(event & scard.SCARD_STATE_EMPTY for _n, event, _a in found):
-                return
-            assert time.monotonic() < deadline, f"a card still lies on {names} after {timeout_s} s"
-            if code == scard.SCARD_S_SUCCESS:
-                states = [(name, event & ~scard.SCARD_STATE_CHANGED) for name, event, _atr in found]
-    finally:
-        scard.SCardReleaseContext(context)
 
 
 def tap(card: VirtualCard, hold_s: float = 0.3) -> Tap:

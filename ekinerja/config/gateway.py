@@ -7,10 +7,10 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path, without_credentials
-from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier
+from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier, Punch
 
 
 class GatewaySection(Section):
@@ -151,9 +151,25 @@ class PunchWindowEntry(Section):
     end: time = Field(
         description="Wall-clock time the window closes (not included), HH:MM; before start: wraps midnight."
     )
-    punch: Literal["in", "out", "break_out", "break_in", "ot_in", "ot_out"] = Field(
-        description="The punch a tap in this window makes."
+    punch: Punch = Field(
+        description="The punch a tap in this window makes: in, out, break_out, break_in, ot_in, ot_out."
     )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock_minute(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("must be a wall-clock time without a UTC offset (the entry's timezone applies)")
+        if value.second or value.microsecond:
+            raise ValueError("must be HH:MM, without seconds")
+        return value
+
+    @field_validator("punch")
+    @classmethod
+    def _known_punch(cls, value: Punch) -> Punch:
+        if value is Punch.UNKNOWN:
+            raise ValueError("unknown is what a tap outside every window is already; name in, out, ...")
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
@@ -167,9 +183,7 @@ class PcscDevice(Section):
 
     id: Identifier = Field(description="Name of the reader at this gateway, e.g. pintu-samping.")
     kind: Literal["pcsc"] = Field(description="Device kind; pcsc for RFID card readers through pcscd.")
-    reader: str = Field(
-        min_length=1,
-        max_length=200,
+    reader: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
         description=(
             "The PC/SC reader's name, or a part of it (e.g. ACR122U): every reader whose name contains it is "
             "watched; `pcsc_scan` lists the names. A reader missing at start is waited for."
@@ -228,6 +242,20 @@ class GatewayConfig(Section):
             if device.id in seen:
                 raise ValueError(f"devices: id {device.id!r} is used twice")
             seen.add(device.id)
+        return self
+
+    @model_validator(mode="after")
+    def _one_entry_per_reader(self) -> Self:
+        # Two entries watching one reader would make two punches of every tap.
+        readers = self.card_readers
+        for n, first in enumerate(readers):
+            for second in readers[n + 1 :]:
+                a, b = first.reader.casefold(), second.reader.casefold()
+                if a in b or b in a:
+                    raise ValueError(
+                        f"devices: card readers {first.id!r} ({first.reader!r}) and {second.id!r} ({second.reader!r}) "
+                        "could watch the same reader; make one name not part of the other"
+                    )
         return self
 
     @property

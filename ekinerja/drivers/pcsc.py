@@ -17,95 +17,41 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from smartcard import scard
 
 from ekinerja.backoff import Backoff
 from ekinerja.drivers.card_debounce import Debounce
-from ekinerja.drivers.punch_windows import PunchWindow, punch_at
+from ekinerja.drivers.card_reader import FEEDBACK_APDUS, CardFeedback, CardSink, PcscSettings, matching_readers
+from ekinerja.drivers.punch_windows import punch_at
 from ekinerja.sync.contract import PunchEvent, Source, Subject, Verify
 
 log = logging.getLogger("ekinerja.drivers.pcsc")
 
-PNP_READER = "\\\\?PnP?\\Notification"  # pcsc-lite's pseudo reader that changes when readers come or go
 GET_UID = [0xFF, 0xCA, 0x00, 0x00, 0x00]
 UID_LENGTHS = range(4, 11)  # ISO 14443 UIDs are 4, 7 or 10 bytes; FeliCa IDm is 8
 # A wait for a change. abort() cancels a wait under way at once; one that starts just after the
 # cancel (the thread was reading a card) runs out within this.
 WAIT_MS = 1000
-_PRESENCE = scard.SCARD_STATE_PRESENT | scard.SCARD_STATE_EMPTY
-_GONE = scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE | scard.SCARD_STATE_IGNORE
+# The reader list is read again this often. pcsc-lite's "\\?PnP?\Notification" pseudo reader is
+# not used: its high word changed meaning in pcsc-lite 2.3 (a reader count before, an event
+# counter since), and a wrong value there makes every wait return at once.
+RELIST_S = 1.0
+_GONE = scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_IGNORE
 _CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_UNPOWERED_CARD}
-
-
-class CardFeedback(StrEnum):
-    """What the person at the reader is told."""
-
-    ACCEPTED = "accepted"
-    UNKNOWN = "unknown card"
-    ERROR = "error"
-
-
-# ACR122U "bi-colour LED and buzzer control": FF 00 40 <LED state> 04 <T1> <T2> <repeats> <buzzer>,
-# T1 and T2 in 100 ms. Accepted: green blink and a short beep; unknown card: two red blinks and two
-# beeps; error: a long red blink and beep.
-FEEDBACK_APDUS = {
-    CardFeedback.ACCEPTED: [0xFF, 0x00, 0x40, 0xAC, 0x04, 0x01, 0x01, 0x01, 0x01],
-    CardFeedback.UNKNOWN: [0xFF, 0x00, 0x40, 0x5C, 0x04, 0x01, 0x01, 0x02, 0x01],
-    CardFeedback.ERROR: [0xFF, 0x00, 0x40, 0x5C, 0x04, 0x05, 0x01, 0x01, 0x01],
-}
+_READER_GONE = {scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE}
+_NOT_SUPPORTED_SW1 = {0x68, 0x6A, 0x6B, 0x6D, 0x6E}  # function, parameters, instruction or class not supported
 
 
 class PcscUnavailable(Exception):
-    """pcscd cannot be reached, or no reader matches: the device is offline until this changes."""
+    """pcscd cannot be reached: the device is offline until it answers again."""
 
 
 class CardReadError(Exception):
     """A card answered GET DATA with an error status, or with no usable UID."""
-
-
-@dataclass(frozen=True)
-class PcscSettings:
-    """What the driver needs of one ``kind = "pcsc"`` device entry."""
-
-    gateway_id: str
-    device_id: str
-    reader: str
-    timezone: str
-    debounce_s: float = 60.0
-    punch_windows: tuple[PunchWindow, ...] = ()
-    feedback: bool = True
-    max_backoff_s: float = 5.0
-
-
-class CardSink(Protocol):
-    """Where the driver's taps go (the gateway's card keeper)."""
-
-    def punched(self, event: PunchEvent, reader: str) -> CardFeedback:
-        """Make the punch durable; returns ACCEPTED or UNKNOWN. Raising means it was not stored."""
-
-    def repeated(self, reader: str, card_uid: str) -> None:
-        """A tap within the debounce window of the card's last punch: no new punch."""
-
-    def card_failed(self, reader: str, reason: str) -> None:
-        """A card that could not be read: no punch."""
-
-    def readers_seen(self, readers: Sequence[str], problem: str | None) -> None:
-        """The readers now watched; empty with ``problem`` while none can be."""
-
-
-def matching_readers(names: Sequence[str], wanted: str) -> list[str]:
-    """The readers a device entry names: the one with exactly that name, else all that contain it."""
-    if wanted in names:
-        return [wanted]
-    needle = wanted.casefold()
-    return [name for name in names if needle in name.casefold()]
 
 
 def present_readers() -> list[str]:
@@ -129,17 +75,20 @@ def _message(code: int) -> str:
 class PcscWatch:
     """Watches the readers of one device entry until stopped; see the module docstring."""
 
+    wait_ms = WAIT_MS
+
     def __init__(self, settings: PcscSettings, sink: CardSink) -> None:
         self.settings = settings
         self.sink = sink
         self.backoff = Backoff(1.0, settings.max_backoff_s)
-        self.debounce = Debounce(settings.debounce_s)
+        self.debounce: Debounce[CardFeedback] = Debounce(settings.debounce_s)
         self.stopping = False
         self._zone = ZoneInfo(settings.timezone)
         self._context: int | None = None
         self._lock = threading.Lock()
         self._held: dict[str, str] = {}  # reader -> UID of the card lying on it, read already
         self._silent: set[str] = set()  # readers that do not understand the feedback APDUs
+        self._unavailable: set[str] = set()  # readers listed but reporting a fault
         self._woken = threading.Event()
         self._stop = threading.Event()
 
@@ -155,11 +104,16 @@ class PcscWatch:
                 with self._session() as context:
                     while not self._done:
                         self._watch(context, self._find_readers(context))
+                continue
             except PcscUnavailable as exc:
-                if self._done:
-                    return
-                self.sink.readers_seen([], str(exc))
-                self._woken.wait(self.backoff.failed())
+                problem = str(exc)
+            except Exception:  # the thread must outlive a fault: report it, back off, build again
+                log.exception("%s: unexpected error watching the card readers; starting again", self.settings.device_id)
+                problem = f"{self.settings.device_id}: unexpected error watching the readers (see the gateway's log)"
+            if self._done:
+                return
+            self.sink.readers_seen([], problem)
+            self._woken.wait(self.backoff.failed())
 
     def abort(self) -> None:
         """Stop watching: wakes a wait in progress at once."""
@@ -183,51 +137,76 @@ class PcscWatch:
                 self._context = None
             scard.SCardReleaseContext(context)
 
+    def _lost(self, code: int) -> PcscUnavailable:
+        return PcscUnavailable(f"{self.settings.device_id}: pcscd stopped answering: {_message(code)}")
+
+    def _matching(self, context: int) -> tuple[list[str], list[str]]:
+        """(matching readers, every reader listed)."""
+        code, names = scard.SCardListReaders(context, [])
+        if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_NO_READERS_AVAILABLE):
+            raise self._lost(code)
+        names = list(names or [])
+        return matching_readers(names, self.settings.reader), names
+
     def _find_readers(self, context: int) -> list[str]:
-        """The matching readers; waits for pcsc-lite's reader-change notice while there are none."""
-        while not self._done:
-            code, names = scard.SCardListReaders(context, [])
-            if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_NO_READERS_AVAILABLE):
-                raise PcscUnavailable(f"{self.settings.device_id}: pcscd stopped answering: {_message(code)}")
-            found = matching_readers(names or [], self.settings.reader)
-            if found:
-                self.backoff.succeeded()
-                self.sink.readers_seen(found, None)
-                return found
-            present = ", ".join(names) if names else "none"
-            self.sink.readers_seen([], f"no reader matches {self.settings.reader!r} (readers present: {present})")
-            self._wait_for_readers(context, len(names or []))
+        """The matching readers, reported; while there are none, says so and waits a moment."""
+        found, names = self._matching(context)
+        self._unavailable.clear()
+        if found:
+            self.backoff.succeeded()
+            self.sink.readers_seen(found, None)
+            return found
+        present = ", ".join(names) or "none"
+        self.sink.readers_seen([], f"no reader matches {self.settings.reader!r} (readers present: {present})")
+        self._woken.wait(RELIST_S)
         return []
 
-    def _wait_for_readers(self, context: int, count: int) -> None:
-        code, _ = scard.SCardGetStatusChange(context, WAIT_MS, [(PNP_READER, count << 16)])
-        if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
-            raise PcscUnavailable(f"{self.settings.device_id}: pcscd stopped answering: {_message(code)}")
-
     def _watch(self, context: int, readers: list[str]) -> None:
-        """Serve taps on ``readers`` until the set of readers changes (or pcscd goes away)."""
-        states = {name: scard.SCARD_STATE_UNAWARE for name in readers}
-        states[PNP_READER] = len(readers) << 16
+        """Serve taps on ``readers`` until the readers that match change (or pcscd goes away)."""
+        states = dict.fromkeys(readers, scard.SCARD_STATE_UNAWARE)
+        listed_at = time.monotonic()
         while readers and not self._done:
-            code, changes = scard.SCardGetStatusChange(context, WAIT_MS, list(states.items()))
-            if code in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
-                continue
-            if code != scard.SCARD_S_SUCCESS:
-                raise PcscUnavailable(f"{self.settings.device_id}: pcscd stopped answering: {_message(code)}")
-            for name, event, _atr in changes:
-                before, states[name] = states[name], event & ~scard.SCARD_STATE_CHANGED
-                if name == PNP_READER:
-                    if event & scard.SCARD_STATE_CHANGED:
-                        return  # a reader came or went: list them again
-                elif event & _GONE:
-                    log.warning("%s: reader %r is gone (unplugged?)", self.settings.device_id, name)
+            code, changes = scard.SCardGetStatusChange(context, self.wait_ms, list(states.items()))
+            if code == scard.SCARD_S_SUCCESS:
+                if not self._changed(context, readers, states, changes):
                     return
-                elif _card_arrived(before, event):
-                    self._tap(context, name)
-                elif event & scard.SCARD_STATE_EMPTY:
-                    self._held.pop(name, None)
+            elif code in _READER_GONE:
+                return  # a reader went between two waits: list them again
+            elif code not in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
+                raise self._lost(code)
+            if time.monotonic() - listed_at >= RELIST_S:
+                if self._matching(context)[0] != readers:
+                    return  # a reader came or went
+                listed_at = time.monotonic()
 
-    def _tap(self, context: int, reader: str) -> None:
+    def _changed(
+        self, context: int, readers: list[str], states: dict[str, int], changes: list[tuple[str, int, list[int]]]
+    ) -> bool:
+        """Act on new reader states; False when a reader is gone (list them again)."""
+        for name, event, _atr in changes:
+            before, states[name] = states[name], event & ~scard.SCARD_STATE_CHANGED
+            if event & _GONE:
+                log.warning("%s: reader %r is gone (unplugged?)", self.settings.device_id, name)
+                return False
+            if bool(event & scard.SCARD_STATE_UNAVAILABLE) != (name in self._unavailable):
+                self._availability(name, readers, unavailable=bool(event & scard.SCARD_STATE_UNAVAILABLE))
+            if _card_arrived(before, event):
+                self._tap(context, name, first_look=before == scard.SCARD_STATE_UNAWARE)
+            elif event & scard.SCARD_STATE_EMPTY:
+                self._held.pop(name, None)
+        return True
+
+    def _availability(self, reader: str, readers: list[str], *, unavailable: bool) -> None:
+        """A listed reader that reports a fault is offline until it recovers."""
+        if unavailable:
+            self._unavailable.add(reader)
+            log.warning("%s: reader %r reports a fault; unplug it and plug it back", self.settings.device_id, reader)
+        else:
+            self._unavailable.discard(reader)
+        usable = [r for r in readers if r not in self._unavailable]
+        self.sink.readers_seen(usable, None if usable else f"reader {reader!r} reports a fault")
+
+    def _tap(self, context: int, reader: str, *, first_look: bool) -> None:
         """Read the card on ``reader``, record the punch, then tell the person."""
         code, card, protocol = scard.SCardConnect(
             context, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
@@ -239,38 +218,40 @@ class PcscWatch:
             self.sink.card_failed(reader, f"cannot connect to the card: {_message(code)}")
             return
         try:
-            feedback = self._read_and_record(card, protocol, reader)
+            feedback = self._read_and_record(card, protocol, reader, first_look)
             if feedback is not None:
                 self._tell(card, protocol, reader, feedback)
         finally:
             scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
 
-    def _read_and_record(self, card: int, protocol: int, reader: str) -> CardFeedback | None:
-        """The feedback to give; None for a card still lying there since it was read (no news)."""
+    def _read_and_record(self, card: int, protocol: int, reader: str, first_look: bool) -> CardFeedback | None:
+        """The feedback to give; None for a card found lying there, read already, when the watch began again."""
         try:
             uid = read_uid(card, protocol)
         except CardReadError as exc:
             self.sink.card_failed(reader, str(exc))
             return CardFeedback.ERROR
-        if self._held.get(reader) == uid:  # read again after pcscd restarted under it
+        if first_look and self._held.get(reader) == uid:  # the watch was rebuilt (pcscd restarted) under it
             return None
         self._held[reader] = uid
         now = time.monotonic()
-        if self.debounce.is_repeat(reader, uid, now):
+        earlier = self.debounce.recent(reader, uid, now)
+        if earlier is not None:
             self.sink.repeated(reader, uid)
-            return CardFeedback.ACCEPTED  # its punch is stored already
+            return earlier  # its punch is stored already: told the same again
         try:
             feedback = self.sink.punched(self._event(uid), reader)
         except Exception:
             log.exception(
-                "%s: the punch of card %s on %r was NOT stored; it must be entered by hand if it is not tapped again",
+                "%s: the punch of card %s on %r at %s was NOT stored; enter it by hand if it is not tapped again",
                 self.settings.device_id,
                 uid,
                 reader,
+                datetime.now(self._zone).strftime("%Y-%m-%d %H:%M:%S"),
             )
             self._held.pop(reader, None)
             return CardFeedback.ERROR
-        self.debounce.punched(reader, uid, now)
+        self.debounce.punched(reader, uid, now, feedback)
         return feedback
 
     def _event(self, uid: str) -> PunchEvent:
@@ -290,16 +271,20 @@ class PcscWatch:
         )
 
     def _tell(self, card: int, protocol: int, reader: str, feedback: CardFeedback) -> None:
-        """Light and beep, where the reader can; a reader that cannot is left silent from then on."""
+        """Light and beep, where the reader can; a reader that says it cannot is left silent from then on."""
         if not self.settings.feedback or reader in self._silent:
             return
         code, response = scard.SCardTransmit(card, protocol, FEEDBACK_APDUS[feedback])
-        if code == scard.SCARD_S_SUCCESS and response[-2:] == [0x90, 0x00]:
-            return
-        self._silent.add(reader)
-        log.info(
-            "%s: reader %r has no LED or buzzer the gateway can drive; it stays silent", self.settings.device_id, reader
-        )
+        if code != scard.SCARD_S_SUCCESS or len(response) < 2:
+            log.debug("%s: %r not told %s: %s", self.settings.device_id, reader, feedback.value, _message(code))
+            return  # the card was lifted at once: the next tap tries again
+        if response[-2] in _NOT_SUPPORTED_SW1:
+            self._silent.add(reader)
+            log.info(
+                "%s: reader %r has no LED or buzzer the gateway can drive; it stays silent",
+                self.settings.device_id,
+                reader,
+            )
 
 
 def _card_arrived(before: int, now: int) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ekinerja.config.gateway import PcscDevice
-from ekinerja.drivers.pcsc import CardFeedback
+from ekinerja.drivers.card_reader import CardFeedback
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.sync.contract import PunchEvent
 
@@ -59,7 +59,11 @@ class CardReaderKeeper:
         self.status = CardReaderStatus(device.id)
 
     def punched(self, event: PunchEvent, reader: str) -> CardFeedback:
-        """Store the punch (durable on return), then say whether its card is in the registry."""
+        """Store the punch (durable on return), then say whether its card is in the registry.
+
+        Only a failed append raises (the driver then tells the person it did not count); once the
+        punch is stored, nothing after it may turn it into an error.
+        """
         try:
             added = self.buffer.append([event])
         except Exception:
@@ -68,7 +72,13 @@ class CardReaderKeeper:
         uid = event.subject.card_uid or ""
         self.status.punches += 1
         self.status.last_punch = event.device_time
-        known = self.is_known(uid)
+        try:
+            known = self.is_known(uid)
+            if added:
+                self.on_new_events()
+        except Exception:
+            log.exception("%s: card %s stored; its push or its registry check failed", self.device.id, uid)
+            known = None
         log.info(
             "%s: card %s on %r at %s%s",
             self.device.id,
@@ -77,8 +87,6 @@ class CardReaderKeeper:
             event.device_time.strftime("%H:%M:%S"),
             " (not in the registry: map it in the store)" if known is False else "",
         )
-        if added:
-            self.on_new_events()
         if known is False:
             self.status.unknown_cards += 1
             return CardFeedback.UNKNOWN

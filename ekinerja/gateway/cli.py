@@ -73,6 +73,12 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"  device {d.id}: {d.kind} {d.protocol}://{d.host}:{d.port}, poll every {d.poll_interval_s:g} s")
     for r in config.card_readers:
         print(f"  device {r.id}: pcsc card reader(s) matching {r.reader!r}, debounce {r.debounce_s:g} s")
+    if config.card_readers:
+        from ekinerja.gateway.service import missing_pyscard
+
+        missing = missing_pyscard()
+        if missing:
+            print(f"  warning: {missing}")
     if not config.devices:
         print("  no devices configured: add [[devices]] entries")
     return EXIT_OK
@@ -123,9 +129,11 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _card_readers(service: Any, data: dict[str, Any], lines: list[str]) -> bool:
     """The readers each card-reader entry would watch now; True when one has none."""
-    if not service.card_watches:
+    if not service.config.card_readers:
         return False
-    from ekinerja.drivers.pcsc import PcscUnavailable, matching_readers, present_readers
+    service.require_pyscard()
+    from ekinerja.drivers.card_reader import matching_readers
+    from ekinerja.drivers.pcsc import PcscUnavailable, present_readers
 
     try:
         present = present_readers()

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ekinerja.config.gateway import GatewayConfig, PcscDevice, ZkDevice
+from ekinerja.drivers.card_reader import PcscSettings
+from ekinerja.drivers.punch_windows import PunchWindow
 from ekinerja.drivers.zk_live import ZkLiveCapture
 from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
 from ekinerja.errors import OperatorError
@@ -25,7 +27,7 @@ from ekinerja.gateway.known_cards import KnownCards
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
 
 if TYPE_CHECKING:
-    from ekinerja.drivers.pcsc import PcscSettings, PcscWatch
+    from ekinerja.drivers.pcsc import PcscWatch
     from ekinerja.sync.jobs import Jobs
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
 
@@ -54,27 +56,29 @@ def zk_settings(config: GatewayConfig, device: ZkDevice) -> ZkSettings:
 
 
 def pcsc_settings(config: GatewayConfig, device: PcscDevice) -> PcscSettings:
-    """Driver settings for one ``kind = "pcsc"`` entry; a clear error when pyscard is missing."""
-    try:
-        from ekinerja.drivers.pcsc import PcscSettings
-        from ekinerja.drivers.punch_windows import PunchWindow
-    except ImportError as exc:
-        raise OperatorError(
-            f"device {device.id!r} is a card reader (kind = pcsc), which needs pyscard ({exc}): install it with "
-            "pip install 'ekinerja-gateway[pcsc]' (it compiles: apt install gcc python3-dev libpcsclite-dev pcscd)"
-        ) from None
-    from ekinerja.sync.contract import Punch
-
+    """Driver settings for one ``kind = "pcsc"`` entry."""
     return PcscSettings(
         gateway_id=config.gateway.id,
         device_id=device.id,
         reader=device.reader,
         timezone=config.device_zone(device),
         debounce_s=device.debounce_s,
-        punch_windows=tuple(PunchWindow(w.start, w.end, Punch(w.punch)) for w in device.punch_windows),
+        punch_windows=tuple(PunchWindow(w.start, w.end, w.punch) for w in device.punch_windows),
         feedback=device.feedback,
         max_backoff_s=device.max_backoff_s,
     )
+
+
+def missing_pyscard() -> str | None:
+    """What to do when card readers are configured but pyscard is not installed, else None."""
+    try:
+        import smartcard  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"card readers (kind = pcsc) need pyscard ({exc}): install it with pip install "
+            "'ekinerja-gateway[pcsc]' (it compiles: apt-get install gcc python3-dev libpcsclite-dev pcscd)"
+        )
+    return None
 
 
 class GatewayService:
@@ -97,7 +101,7 @@ class GatewayService:
             for d in config.card_readers
         }
         self.card_status: dict[str, CardReaderStatus] = {i: k.status for i, k in self.card_keepers.items()}
-        self.card_watches = self._card_watches()
+        self.card_watches: dict[str, PcscWatch] = {}  # built by run(): only the watch needs pyscard
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -116,13 +120,21 @@ class GatewayService:
         store = self.config.store
         return Pusher(self.buffer, self.client, store.batch_size, store.max_backoff_s)
 
+    def require_pyscard(self) -> None:
+        """Raise an OperatorError saying how to install pyscard when card readers need it."""
+        missing = missing_pyscard() if self.config.card_readers else None
+        if missing:
+            raise OperatorError(missing)
+
     def _card_watches(self) -> dict[str, PcscWatch]:
         if not self.config.card_readers:
             return {}
-        settings = {d.id: pcsc_settings(self.config, d) for d in self.config.card_readers}
+        self.require_pyscard()
         from ekinerja.drivers.pcsc import PcscWatch
 
-        return {i: PcscWatch(s, self.card_keepers[i]) for i, s in settings.items()}
+        return {
+            d.id: PcscWatch(pcsc_settings(self.config, d), self.card_keepers[d.id]) for d in self.config.card_readers
+        }
 
     def close(self) -> None:
         """Release the HTTP pool and the buffer file."""
@@ -149,12 +161,13 @@ class GatewayService:
         from ekinerja.sync.jobs import Jobs
 
         limit_malloc_arenas()  # a thread per terminal: see malloc_arenas
+        self.card_watches = self._card_watches()
         polled = [d for d in self.config.terminals if not d.live]
         jobs = Jobs(len(polled))
         for device in polled:
             jobs.add_poll(device.id, device.poll_interval_s, functools.partial(self._poll_job, device.id))
         jobs.add_push(self.config.store.push_interval_s, self._push_job)
-        if self.card_watches:
+        if self.config.card_readers:
             jobs.add_repeating("cards", self.config.store.cards_refresh_s, self.refresh_known_cards)
         jobs.add_daily("prune", self.prune)
         self.on_new_events = jobs.push_soon

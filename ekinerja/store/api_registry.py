@@ -20,6 +20,7 @@ from ekinerja.store.api_deps import Reader, State, Writer
 from ekinerja.store.csv_input import CsvRejected
 from ekinerja.store.mappings import add_mapping
 from ekinerja.store.punch_input import unmatched
+from ekinerja.sync.contract import CardUid
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
@@ -109,7 +110,7 @@ class Mapping(BaseModel):
     gateway_id: str = Field(min_length=1, max_length=64, description="the gateway's id")
     device_id: str = Field(min_length=1, max_length=64, description="the device's id in that gateway's config")
     zk_user_id: str | None = Field(default=None, min_length=1, max_length=24, pattern=r"^[ -~]+$")
-    card_uid: str | None = Field(default=None, pattern=r"^(?:[0-9A-F]{2}){4,10}$")
+    card_uid: CardUid | None = None
     nip: str = Field(pattern=r"^\d{18}$", description="the employee's NIP")
 
     @model_validator(mode="after")

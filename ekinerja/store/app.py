@@ -147,7 +147,8 @@ def post_punches(
 
 def get_cards(state: State, gateway_id: Annotated[str, Depends(calling_gateway)]) -> Response:
     """The card UIDs the registry resolves for the calling gateway, so its readers can tell an unknown card."""
-    cards = KnownCards(gateway_id=gateway_id, card_uids=known_card_uids(state.engine, gateway_id))
+    today = datetime.now(state.office.zone).date()
+    cards = KnownCards(gateway_id=gateway_id, card_uids=known_card_uids(state.engine, gateway_id, today))
     return Response(cards.model_dump_json(), media_type="application/json")
 
 

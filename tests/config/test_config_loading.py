@@ -167,6 +167,17 @@ def test_card_reader_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
             lambda t: t.replace('end = "23:00"', 'end = "14:00"'),
             "devices[1].punch_windows[1]: Value error, start and end",
         ),
+        (
+            lambda t: t.replace('"05:00"', '"05:00+07:00"'),
+            "devices[1].punch_windows[0].start: Value error, must be a wall",
+        ),
+        (lambda t: t.replace('"05:00"', '"05:00:30"'), "devices[1].punch_windows[0].start: Value error, must be HH:MM"),
+        (lambda t: t.replace('punch = "in"', 'punch = "unknown"'), "devices[1].punch_windows[0].punch: Value error"),
+        (lambda t: t.replace('reader = "ACR122U"', 'reader = "   "'), "devices[1].reader: String should have at least"),
+        (
+            lambda t: t + '[[devices]]\nid = "kartu-2"\nkind = "pcsc"\nreader = "ACS ACR122U PICC Interface 00 00"\n',
+            "card readers 'kartu' ('ACR122U') and 'kartu-2' ('ACS ACR122U PICC Interface 00 00') could watch the same",
+        ),
     ],
 )
 def test_card_reader_mistakes_are_named(

@@ -7,7 +7,7 @@ from datetime import time
 import pytest
 
 from ekinerja.drivers.card_debounce import Debounce
-from ekinerja.drivers.pcsc import matching_readers
+from ekinerja.drivers.card_reader import matching_readers
 from ekinerja.drivers.punch_windows import PunchWindow, punch_at
 from ekinerja.sync.contract import Punch
 
@@ -54,22 +54,30 @@ def test_punch_windows(at: time, windows: tuple[PunchWindow, ...], expected: Pun
     ],
 )
 def test_debounce(taps: list[tuple[str, str, float]], expected: list[bool]) -> None:
-    debounce = Debounce(60)
+    debounce: Debounce[str] = Debounce(60)
     punched = []
     for reader, card, at in taps:
-        repeat = debounce.is_repeat(reader, card, at)
+        repeat = debounce.recent(reader, card, at) is not None
         if not repeat:
-            debounce.punched(reader, card, at)
+            debounce.punched(reader, card, at, "accepted")
         punched.append(not repeat)
     assert punched == expected
 
 
+def test_a_repeat_is_told_what_its_punch_was_told() -> None:
+    debounce: Debounce[str] = Debounce(60)
+    debounce.punched("r1", "A", 0, "unknown card")
+    debounce.punched("r1", "B", 0, "accepted")
+    assert (debounce.recent("r1", "A", 10), debounce.recent("r1", "B", 10)) == ("unknown card", "accepted")
+    assert debounce.recent("r1", "A", 61) is None
+
+
 def test_debounce_forgets_old_cards_on_a_busy_door() -> None:
-    debounce = Debounce(60)
+    debounce: Debounce[str] = Debounce(60)
     for n in range(2000):
-        debounce.punched("r1", f"{n:08X}", n * 0.1)
+        debounce.punched("r1", f"{n:08X}", n * 0.1, "accepted")
     assert len(debounce._last) <= 1025
-    assert debounce.is_repeat("r1", f"{1999:08X}", 200.0)
+    assert debounce.recent("r1", f"{1999:08X}", 200.0) == "accepted"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ekinerja.drivers.pcsc import FEEDBACK_APDUS, CardFeedback, PcscSettings, PcscWatch
+from ekinerja.drivers.card_reader import FEEDBACK_APDUS, CardFeedback, PcscSettings
+from ekinerja.drivers.pcsc import PcscWatch
 from ekinerja.drivers.punch_windows import PunchWindow
 from ekinerja.drivers.sim.vpcd_card import VirtualCard
 from ekinerja.sync.contract import Punch, PunchEvent, Source, Verify
@@ -182,10 +183,13 @@ def test_feedback_follows_the_stored_punch_and_tells_an_unknown_card(pcscd: Pcsc
     card = VirtualCard(UIDS[7], feedback=True, on_feedback=lambda apdu: told_at.append(time.monotonic()))
     with watching(sink):
         wait_online(sink)
-        done = tap(card, 0.4)
+        first = tap(card, 0.4)
         wait_for(lambda: sink.punches, what="the punch")
-    assert [f.apdu for f in done.feedback] == [bytes(FEEDBACK_APDUS[CardFeedback.UNKNOWN])]
-    assert sink.punched_at[0] <= told_at[0]
+        again = tap(card, 0.4)  # within the debounce window: no punch, and told the same
+        wait_for(lambda: sink.repeats, what="the repeat")
+    unknown = bytes(FEEDBACK_APDUS[CardFeedback.UNKNOWN])
+    assert [f.apdu for f in first.feedback] == [unknown] and [f.apdu for f in again.feedback] == [unknown]
+    assert sink.punched_at[0] <= told_at[0] and len(sink.punches) == 1
 
 
 def test_a_punch_that_cannot_be_stored_is_told_as_an_error_and_logged(
@@ -201,7 +205,7 @@ def test_a_punch_that_cannot_be_stored_is_told_as_an_error_and_logged(
         tap(card, 0.3)  # tapped again once there is room: a punch, not a repeat of one never stored
         wait_for(lambda: sink.punches, what="the punch of the second tap")
     assert [f.apdu for f in failed.feedback] == [bytes(FEEDBACK_APDUS[CardFeedback.ERROR])]
-    assert "card 04A1B2C3" in caplog.text and "entered by hand" in caplog.text
+    assert "card 04A1B2C3" in caplog.text and "enter it by hand" in caplog.text
     assert not sink.repeats
 
 
@@ -285,8 +289,24 @@ def test_a_reader_unplugged_and_plugged_back_is_picked_up(pcscd: Pcscd) -> None:
 
 def test_stop_is_prompt_while_waiting(pcscd: Pcscd) -> None:
     sink = RecordingSink()
+    watch = PcscWatch(settings(), sink)
+    watch.wait_ms = 30_000  # only SCardCancel can end this wait early
+    thread = threading.Thread(target=watch.run, args=(threading.Event(),), daemon=True)
+    thread.start()
+    wait_online(sink)
+    time.sleep(0.3)  # inside the long wait now
     started = time.monotonic()
-    with watching(sink):
+    watch.abort()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - started < 2
+
+
+def test_an_idle_watch_does_not_spin(pcscd: Pcscd) -> None:
+    sink = RecordingSink()
+    with watching(sink, reader="Virtual PCD 00 01"):
         wait_online(sink)
-        time.sleep(0.2)
-    assert time.monotonic() - started < 3  # abort() cancels a 5 s wait for a change
+        cpu = time.process_time()
+        time.sleep(2.0)
+        used = time.process_time() - cpu
+    assert used < 0.3, f"{used:.2f} s of CPU in 2 s of waiting for a card"
+    assert sink.seen == [(["Virtual PCD 00 01"], None)]  # and nothing re-reported while idle

@@ -59,3 +59,40 @@ def test_demo_without_a_card_reader_says_how_to_add_one(tmp_path: Path, pcscd_da
     assert "apt-get install pcscd vsmartcard-vpcd" in done.stdout
     final = re.search(r"demo stopped: (\d+) punches on the terminals, 0 card punches \(0 taps\), (\d+) in", done.stdout)
     assert final and final.group(1) == final.group(2), done.stdout
+
+
+# pyscard is an optional extra (it compiles): a machine without it runs the demo and its terminals.
+WITHOUT_PYSCARD = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['smartcard'] = None; from ekinerja.cli import main; sys.exit(main(sys.argv[1:]))",
+]
+
+
+def test_demo_runs_without_pyscard(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*WITHOUT_PYSCARD, "demo", "--seconds", "3", "--port", "0", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RFID reader: not in this demo: pyscard is not installed" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_card_reader_without_pyscard_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nid = "opd-1"\n[store]\nurl = "http://127.0.0.1:9"\ntoken = "token-12345"\n'
+        '[[devices]]\nid = "kartu"\nkind = "pcsc"\nreader = "ACR122U"\n'
+    )
+    checked = subprocess.run(
+        [*WITHOUT_PYSCARD, "gateway", "check-config", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0 and "warning: card readers (kind = pcsc) need pyscard" in checked.stdout
+    ran = subprocess.run(
+        [*WITHOUT_PYSCARD, "gateway", "run", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "pip install 'ekinerja-gateway[pcsc]'" in ran.stderr and "Traceback" not in ran.stderr

@@ -12,7 +12,7 @@ import pytest
 from ekinerja import cli
 from ekinerja.config.gateway import GatewayConfig
 from ekinerja.config.loader import load_model
-from ekinerja.drivers.pcsc import FEEDBACK_APDUS, CardFeedback
+from ekinerja.drivers.card_reader import FEEDBACK_APDUS, CardFeedback
 from ekinerja.drivers.sim.vpcd_card import VirtualCard
 from ekinerja.gateway.service import BUFFER_FILE, GatewayService
 from ekinerja.store.db import make_engine

@@ -12,7 +12,7 @@ from ekinerja.store.app import create_app
 from ekinerja.store.mappings import add_mapping
 from ekinerja.store.registry import import_employees
 
-ANI, BUDI = "198503142010012003", "199001012015031001"
+ANI, BUDI, CITRA = "198503142010012003", "199001012015031001", "197912312005022002"
 CONFIG = StoreConfig.model_validate(
     {"gateways": [{"id": "opd-a", "token": "token-of-gateway-a"}, {"id": "opd-b", "token": "token-of-gateway-b"}]}
 )
@@ -21,13 +21,15 @@ CONFIG = StoreConfig.model_validate(
 def test_cards_of_the_registry_and_of_the_gateways_own_mappings(engine: Engine) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = (
-        "nip,name,unit,zk_user_id,card_uid,active_from\n"
-        f"{ANI},Ani,Umum,1001,04a1b2c3,2025-01-01\n{BUDI},Budi,Umum,1002,,2025-01-01\n"
+        "nip,name,unit,zk_user_id,card_uid,active_from,active_to\n"
+        f"{ANI},Ani,Umum,1001,04a1b2c3,2025-01-01,\n{BUDI},Budi,Umum,1002,,2025-01-01,\n"
+        f"{CITRA},Citra,Umum,1003,04CCCCCC,2020-01-01,2024-12-31\n"  # left: her card no longer greets
     )
     import_employees(engine, rows, "employees.csv", now)
     add_mapping(engine, "opd-a", "kartu", "card_uid", "04112233445566", BUDI, "test")
     add_mapping(engine, "opd-b", "kartu", "card_uid", "04AABBCCDDEEFF001122", BUDI, "test")
     add_mapping(engine, "opd-a", "pintu", "zk_user_id", "77", BUDI, "test")
+    add_mapping(engine, "opd-a", "kartu", "card_uid", "04DDDDDD", CITRA, "test")
     with TestClient(create_app(CONFIG, engine=engine)) as client:
         answer = client.get("/v1/cards", headers={"Authorization": "Bearer token-of-gateway-a"})
         assert answer.status_code == 200
