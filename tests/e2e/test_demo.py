@@ -48,13 +48,19 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path, pcscd: Pcsc
     assert any(day["first_in"] for day in json.loads(daily.stdout)["days"]), daily.stdout
 
 
-def test_demo_without_a_card_reader_says_how_to_add_one(tmp_path: Path, pcscd_daemon: Pcscd) -> None:
-    pcscd_daemon.stop()
+def short_demo(python: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """A 3-second demo; it must exit 0."""
     done = subprocess.run(
-        [*CLI, "demo", "--seconds", "3", "--port", "0", "--data-dir", str(tmp_path / "demo")],
+        [*python, "demo", "--seconds", "3", "--port", "0", "--data-dir", str(folder / "demo")],
         capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_demo_without_a_card_reader_says_how_to_add_one(tmp_path: Path, pcscd_daemon: Pcscd) -> None:
+    pcscd_daemon.stop()
+    done = short_demo(CLI, tmp_path)
     assert "RFID reader: not in this demo: pcscd is not running" in done.stdout
     assert "apt-get install pcscd vsmartcard-vpcd" in done.stdout
     final = re.search(r"demo stopped: (\d+) punches on the terminals, 0 card punches \(0 taps\), (\d+) in", done.stdout)
@@ -70,11 +76,7 @@ WITHOUT_PYSCARD = [
 
 
 def test_demo_runs_without_pyscard(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*WITHOUT_PYSCARD, "demo", "--seconds", "3", "--port", "0", "--data-dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = short_demo(WITHOUT_PYSCARD, tmp_path)
     assert "RFID reader: not in this demo: pyscard is not installed" in done.stdout
     assert "Traceback" not in done.stderr
 

@@ -103,8 +103,13 @@ def test_store_down_at_start_then_backlog_drains(tmp_path: Path) -> None:
         )
         proc = start_gateway(config, tmp_path / "gateway.log")
         try:
+            log_file = tmp_path / "gateway.log"
+            # Both: the punches wait, and a push has found the store down (else it may first try once it is up).
             wait_for(
-                lambda: backlog(config)["pending"] == 250, 20, "punches to wait in the buffer", tmp_path / "gateway.log"
+                lambda: backlog(config)["pending"] == 250 and "unreachable" in log_file.read_text(),
+                20,
+                "punches to wait in the buffer and a push to find the store down",
+                log_file,
             )
             with store_server(f"sqlite:///{tmp_path}/store.db", {"opd-1": TOKEN}, port=port) as url:
                 wait_for(lambda: len(read_whole_feed(url)) == 250, 30, "the backlog to drain")
