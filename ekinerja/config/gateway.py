@@ -218,9 +218,78 @@ Device = Annotated[ZkDevice | PcscDevice, Field(discriminator="kind")]
 
 
 class WebSection(Section):
-    """``[web]``: the gateway's status page."""
+    """``[web]``: the gateway's status page, its JSON, /healthz and /metrics."""
 
-    listen: ListenAddress = Field(default="127.0.0.1:8401", description="HOST:PORT of the status page.")
+    listen: ListenAddress = Field(
+        default="127.0.0.1:8401", description="HOST:PORT of the status page; loopback unless the office LAN needs it."
+    )
+    username: str | None = Field(default=None, min_length=1, description="Basic-auth user for the page (optional).")
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        description="Basic-auth password; write ${ENV_NAME} to read it from the environment.",
+    )
+    refresh_s: float = Field(default=5.0, ge=1, le=3600, description="Seconds between refreshes of the open page.")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password for basic auth, or neither")
+        return self
+
+
+class MqttSection(Section):
+    """``[mqtt]``: the broker the gateway reports to and takes commands from (optional)."""
+
+    host: str = Field(min_length=1, description="Broker host name or address.")
+    port: int = Field(default=1883, gt=0, lt=65536, description="Broker port (8883 is usual with TLS).")
+    username: str | None = Field(default=None, min_length=1, description="Broker user name.")
+    password: str | None = Field(
+        default=None, description="Broker password; write ${ENV_NAME} to read it from the environment."
+    )
+    tls: bool = Field(default=False, description="Connect with TLS, verifying the broker against ca_file.")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) the broker's certificate must chain to."
+    )
+    base_topic: str | None = Field(
+        default=None,
+        pattern=r"^[^#+\s]+$",
+        description="Topic prefix; ekinerja/<gateway id> when omitted. No wildcards.",
+    )
+    state_interval_s: float = Field(
+        default=30.0, ge=1, le=3600, description="Seconds between republishing device state and the gateway summary."
+    )
+    keepalive_s: int = Field(
+        default=30, ge=5, le=600, description="MQTT keepalive; the broker sends the will after 1.5 times this."
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _tls_needs_ca(self) -> Self:
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is set but tls is false: set tls = true")
+        return self
+
+
+class AlertsSection(Section):
+    """``[alerts]``: when a condition becomes an alert on the page, over MQTT and in /metrics."""
+
+    device_offline_minutes: float = Field(default=10.0, ge=0, le=10080, description="A device offline this long.")
+    clock_skew_s: float = Field(default=120.0, ge=1, le=86400, description="A device clock this many seconds off.")
+    log_percent: float = Field(
+        default=90.0, gt=0, le=100, description="A terminal log this full (percent of capacity)."
+    )
+    backlog_minutes: float = Field(
+        default=30.0, ge=0, le=10080, description="A punch waiting at the gateway this long."
+    )
+    store_unreachable_minutes: float = Field(
+        default=5.0, ge=0, le=10080, description="The store unreachable this long."
+    )
+    quarantined: int = Field(default=1, ge=1, description="This many device records quarantined (unreadable).")
 
 
 class GatewayConfig(Section):
@@ -231,9 +300,9 @@ class GatewayConfig(Section):
     devices: list[Device] = Field(
         default_factory=list, description="The terminals (kind = zk) and card readers (kind = pcsc) this gateway reads."
     )
-    web: WebSection = Field(
-        default_factory=WebSection, description="The status page (its listen address; the page comes with monitoring)."
-    )
+    web: WebSection = Field(default_factory=WebSection, description="The status page, /healthz and /metrics.")
+    mqtt: MqttSection | None = Field(default=None, description="MQTT status and commands; off when omitted.")
+    alerts: AlertsSection = Field(default_factory=AlertsSection, description="Alert thresholds.")
 
     @model_validator(mode="after")
     def _unique_device_ids(self) -> Self:

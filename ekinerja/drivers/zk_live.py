@@ -209,6 +209,11 @@ class ZkLiveCapture:
         self.silence_s = min(silence_s or renew_s, renew_s)
         self.sessions = 0
         self.unreadable_in_a_row = 0
+        self._renew = threading.Event()
+
+    def renew(self) -> None:
+        """End the current session now: the next one starts with a read of the log."""
+        self._renew.set()
 
     @property
     def polling_only(self) -> bool:
@@ -236,7 +241,10 @@ class ZkLiveCapture:
             with self.driver.connect() as conn:
                 self._catch_up(conn)
             self.driver.backoff.succeeded()
-            stop.wait(self.renew_s)
+            deadline = time.monotonic() + self.renew_s
+            while not (stop.is_set() or self._renew.is_set()) and time.monotonic() < deadline:
+                stop.wait(0.5)
+            self._renew.clear()
             return
         with self.driver.connect() as conn:
             self._catch_up(conn)
@@ -257,7 +265,11 @@ class ZkLiveCapture:
     ) -> None:
         """Hand each event to the sink until renewal, silence or stop; return early on one that cannot be read."""
         quiet_until = time.monotonic() + self.silence_s
-        while not stop.is_set() and (remaining := min(renew_at, quiet_until) - time.monotonic()) > 0:
+        self._renew.clear()
+        while (
+            not (stop.is_set() or self._renew.is_set())
+            and (remaining := min(renew_at, quiet_until) - time.monotonic()) > 0
+        ):
             payload = stream.next(min(remaining, 0.5))
             if payload is None:
                 continue

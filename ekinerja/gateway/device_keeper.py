@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,8 @@ class DeviceStatus:
     device_id: str
     live: bool = False
     online: bool = False
+    since: datetime | None = None  # when ``online`` last changed (or was first known)
+    punches: int = 0  # new punches stored since the gateway started
     info: DeviceInfo | None = None
     last_poll: datetime | None = None
     last_error: str | None = None
@@ -64,11 +67,16 @@ class DeviceKeeper:
         self.buffer = buffer
         self.on_new_events = on_new_events
         self.status = DeviceStatus(device.id, live=device.live)
+        self._polling = threading.Lock()  # a scheduled poll and one asked for by a command take turns
 
     def poll(self, *, force: bool = False) -> PullResult | None:
         """Read the device once into the buffer. Returns None when it is unreachable or backing off."""
         if not force and not self.driver.backoff.ready():
             return None
+        with self._polling:
+            return self._poll()
+
+    def _poll(self) -> PullResult | None:
         self.status.last_poll = datetime.now(UTC)
         try:
             result = self.driver.pull(self.cursor(), then=self.pulled)
@@ -89,6 +97,7 @@ class DeviceKeeper:
         status = self.status
         if not status.online:
             log.info("%s: online, serial %s, %d records", self.device.id, result.info.serial, result.info.records)
+            status.since = datetime.now(UTC)
         status.online, status.info, status.last_error = True, result.info, None
         status.last_poll = datetime.now(UTC)
         status.last_new = self._store(result)
@@ -107,6 +116,7 @@ class DeviceKeeper:
         """Store punches that arrived live and have them pushed at once."""
         added = self.buffer.append(read)
         self.status.live_events += len(read)
+        self.status.punches += added
         for event in read:
             log.debug("%s: live punch of %s at %s", self.device.id, event.subject.key(), event.device_time)
             self.status.last_punch = max(filter(None, (self.status.last_punch, event.device_time)))
@@ -126,6 +136,8 @@ class DeviceKeeper:
         delay = backoff.failed(at_least_s=backoff.max_s if isinstance(error, DeviceRefused) else 0)
         if not self.driver.stopping and (status.online or status.last_error != str(error)):
             log.warning("%s; will retry in %.0f s", error, delay)
+        if status.online or status.since is None:
+            status.since = datetime.now(UTC)
         status.online, status.last_error = False, str(error)
 
     # --- policies ----------------------------------------------------------------------------------
@@ -136,6 +148,7 @@ class DeviceKeeper:
         added = self.buffer.append(
             result.events, device_id=self.device.id, cursor=result.cursor, quarantined=result.quarantined
         )
+        self.status.punches += added
         log.info(
             "%s: %d record(s) read, %d new, %d quarantined",
             self.device.id,

@@ -20,11 +20,13 @@ from ekinerja.drivers.punch_windows import PunchWindow
 from ekinerja.drivers.zk_live import ZkLiveCapture
 from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
 from ekinerja.errors import OperatorError
+from ekinerja.gateway.alerts import Thresholds
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.gateway.card_keeper import CardReaderKeeper, CardReaderStatus
 from ekinerja.gateway.device_keeper import DeviceKeeper
 from ekinerja.gateway.known_cards import KnownCards
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
+from ekinerja.gateway.status import Snapshot, take_snapshot
 
 if TYPE_CHECKING:
     from ekinerja.drivers.pcsc import PcscWatch
@@ -102,6 +104,9 @@ class GatewayService:
         }
         self.card_status: dict[str, CardReaderStatus] = {i: k.status for i, k in self.card_keepers.items()}
         self.card_watches: dict[str, PcscWatch] = {}  # built by run(): only the watch needs pyscard
+        self.captures: dict[str, ZkLiveCapture] = {}  # the live terminals' captures, while running
+        self.thresholds = Thresholds(**config.alerts.model_dump())
+        self._pushing = threading.Lock()  # the scheduled push and a sync-now command take turns
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -155,6 +160,16 @@ class GatewayService:
         from ekinerja.sync.push import drain
 
         return drain(self.buffer, self.client, self.config.store.batch_size)
+
+    def push_now(self) -> DrainReport | None:
+        """One push run now, whatever the backoff says (the sync-now command)."""
+        with self._pushing:
+            self.pusher.backoff.succeeded()
+            return self.pusher.run_once()
+
+    def snapshot(self) -> Snapshot:
+        """The picture the status page, MQTT and /metrics show."""
+        return take_snapshot(self, self.thresholds)
 
     def run(self, stop: threading.Event) -> None:
         """The long-lived service: scheduled polls and pushes until ``stop`` is set."""
@@ -211,6 +226,7 @@ class GatewayService:
             capture = ZkLiveCapture(
                 self.drivers[device.id], self.keepers[device.id], device.poll_interval_s, device.live_silence_s
             )
+            self.captures[device.id] = capture
             thread = threading.Thread(target=capture.run, args=(stop,), name=f"live {device.id}", daemon=True)
             thread.start()
             threads.append(thread)
@@ -255,6 +271,7 @@ class GatewayService:
 
     def _push_job(self) -> None:
         try:
-            self.pusher.run_once()
+            with self._pushing:
+                self.pusher.run_once()
         except Exception:
             log.exception("unexpected error while pushing; pending punches stay in the buffer")

@@ -256,6 +256,7 @@ class Pusher:
         self.backoff = Backoff(base_s=1.0, max_s=max_backoff_s)
         self.last_success: datetime | None = None
         self.last_error: str | None = None
+        self.unreachable_since: datetime | None = None  # the first failure since the last success
 
     def run_once(self) -> DrainReport | None:
         """One scheduled run; returns None when waiting out a backoff."""
@@ -271,11 +272,13 @@ class Pusher:
                     delay,
                 )
             self.last_error = report.error
+            self.unreachable_since = self.unreachable_since or datetime.now(UTC)
         else:
             if self.last_error:
                 log.info("store reachable again; push resumed")
             self.backoff.succeeded()
             self.last_error = None
+            self.unreachable_since = None
             self.last_success = datetime.now(UTC)
         if report.batches:
             log.info(
