@@ -57,6 +57,7 @@ class CardReaderKeeper:
         self.is_known = is_known
         self.on_new_events = on_new_events
         self.status = CardReaderStatus(device.id)
+        self.on_punches: Callable[[Sequence[PunchEvent]], None] = lambda events: None  # told once stored (MQTT)
 
     def punched(self, event: PunchEvent, reader: str) -> CardFeedback:
         """Store the punch (durable on return), then say whether its card is in the registry.
@@ -76,6 +77,7 @@ class CardReaderKeeper:
             known = self.is_known(uid)
             if added:
                 self.on_new_events()
+                self.on_punches([event])
         except Exception:
             log.exception("%s: card %s stored; its push or its registry check failed", self.device.id, uid)
             known = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,9 +28,11 @@ from ekinerja.drivers.zkteco import (
 from ekinerja.gateway.buffer import Buffer
 from ekinerja.gateway.clock_policy import should_set_clock
 from ekinerja.gateway.log_policy import percent_used, should_clear_log
-from ekinerja.sync.contract import DeviceRead
+from ekinerja.sync.contract import DeviceRead, PunchEvent
 
 log = logging.getLogger("ekinerja.gateway")
+
+TOLD_PER_READ = 200
 
 
 @dataclass
@@ -68,6 +70,9 @@ class DeviceKeeper:
         self.on_new_events = on_new_events
         self.status = DeviceStatus(device.id, live=device.live)
         self._polling = threading.Lock()  # a scheduled poll and one asked for by a command take turns
+        # Told of punches as they are stored (MQTT). A poll's read is told only when it is a few
+        # new punches, not a whole log read for the first time.
+        self.on_punches: Callable[[Sequence[PunchEvent]], None] = lambda events: None
 
     def poll(self, *, force: bool = False) -> PullResult | None:
         """Read the device once into the buffer. Returns None when it is unreachable or backing off."""
@@ -117,6 +122,8 @@ class DeviceKeeper:
         added = self.buffer.append(read)
         self.status.live_events += len(read)
         self.status.punches += added
+        if added:
+            self.on_punches(read)
         for event in read:
             log.debug("%s: live punch of %s at %s", self.device.id, event.subject.key(), event.device_time)
             self.status.last_punch = max(filter(None, (self.status.last_punch, event.device_time)))
@@ -149,6 +156,8 @@ class DeviceKeeper:
             result.events, device_id=self.device.id, cursor=result.cursor, quarantined=result.quarantined
         )
         self.status.punches += added
+        if added and len(result.events) <= TOLD_PER_READ:
+            self.on_punches(result.events)
         log.info(
             "%s: %d record(s) read, %d new, %d quarantined",
             self.device.id,

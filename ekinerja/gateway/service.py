@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,9 @@ from ekinerja.gateway.card_keeper import CardReaderKeeper, CardReaderStatus
 from ekinerja.gateway.device_keeper import DeviceKeeper
 from ekinerja.gateway.known_cards import KnownCards
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
+from ekinerja.gateway.metrics import GatewayMetrics
 from ekinerja.gateway.status import Snapshot, take_snapshot
+from ekinerja.sync.contract import PunchEvent
 
 if TYPE_CHECKING:
     from ekinerja.drivers.pcsc import PcscWatch
@@ -103,10 +105,16 @@ class GatewayService:
             for d in config.card_readers
         }
         self.card_status: dict[str, CardReaderStatus] = {i: k.status for i, k in self.card_keepers.items()}
+        self.on_punches: Callable[[Sequence[PunchEvent]], None] = lambda events: None  # punches as stored (MQTT)
+        for keeper in self.keepers.values():
+            keeper.on_punches = lambda events: self.on_punches(events)
+        for card_keeper in self.card_keepers.values():
+            card_keeper.on_punches = lambda events: self.on_punches(events)
         self.card_watches: dict[str, PcscWatch] = {}  # built by run(): only the watch needs pyscard
         self.captures: dict[str, ZkLiveCapture] = {}  # the live terminals' captures, while running
         self.thresholds = Thresholds(**config.alerts.model_dump())
         self._pushing = threading.Lock()  # the scheduled push and a sync-now command take turns
+        self.metrics = GatewayMetrics(self)
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -165,7 +173,10 @@ class GatewayService:
         """One push run now, whatever the backoff says (the sync-now command)."""
         with self._pushing:
             self.pusher.backoff.succeeded()
-            return self.pusher.run_once()
+            report = self.pusher.run_once()
+        if report is not None:
+            self.metrics.observe_push(report)
+        return report
 
     def snapshot(self) -> Snapshot:
         """The picture the status page, MQTT and /metrics show."""
@@ -272,6 +283,8 @@ class GatewayService:
     def _push_job(self) -> None:
         try:
             with self._pushing:
-                self.pusher.run_once()
+                report = self.pusher.run_once()
+            if report is not None:
+                self.metrics.observe_push(report)
         except Exception:
             log.exception("unexpected error while pushing; pending punches stay in the buffer")

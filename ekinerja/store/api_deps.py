@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request
@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from ekinerja.store.attendance import Office
 from ekinerja.store.auth import Client, ClientAuth, GatewayAuth
+from ekinerja.store.metrics import StoreMetrics
 
 log = logging.getLogger("ekinerja.store")
 
@@ -25,6 +26,7 @@ class StoreState:
     clients: ClientAuth
     office: Office
     head: str
+    metrics: StoreMetrics = field(default_factory=StoreMetrics)
 
 
 def _state(request: Request) -> StoreState:
@@ -48,9 +50,11 @@ def _unauthorized(detail: str) -> HTTPException:
 def gateway_id(request: Request, state: State, credentials: Credentials) -> str:
     """The id of the calling gateway, from its bearer token; 401 without a known token."""
     if credentials is None:
+        state.metrics.refused.labels("401").inc()
         raise _unauthorized("a bearer token is required")
     found = state.auth.identify(credentials.credentials)
     if found is None:
+        state.metrics.refused.labels("401").inc()
         log.warning("refused a batch from %s: unknown bearer token", client_host(request))
         raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -103,6 +105,7 @@ def create_app(
     app.get("/v1/feed", response_model=FeedPage)(get_feed)
     app.get("/v1/cards", response_model=KnownCards, responses={401: _PUNCH_ERRORS[401]})(get_cards)
     app.get("/healthz", response_model=Health, responses={503: {"model": Health}})(healthz)
+    app.get("/metrics", include_in_schema=False)(get_metrics)
     app.include_router(api_reports.router)
     app.include_router(api_registry.router)
     return app
@@ -138,11 +141,19 @@ def post_punches(
         log.warning(
             "refused a batch from %s: token of %s, batch of %s", client_host(request), gateway_id, batch.gateway_id
         )
+        state.metrics.refused.labels("403").inc()
         raise HTTPException(403, f"this token belongs to gateway {gateway_id!r}, not {batch.gateway_id!r}")
     office = state.office
+    started = time.perf_counter()
     result = ingest(state.engine, batch, datetime.now(UTC), lambda conn, new: mark_arrived(conn, office, new))
+    state.metrics.ingested(gateway_id, result, time.perf_counter() - started)
     # Built by the store itself: serialize directly instead of letting FastAPI validate it again.
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+def get_metrics(state: State) -> Response:
+    """Prometheus' text format: batches and events by gateway and outcome, ingest time."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def get_cards(state: State, gateway_id: Annotated[str, Depends(calling_gateway)]) -> Response:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
 from ekinerja.config.store import StoreConfig
@@ -257,3 +258,32 @@ def test_healthz_503_when_database_unreachable() -> None:
             assert feed.status_code == 503 and feed.headers["Retry-After"]
     finally:
         engine.dispose()
+
+
+# --- /metrics ---
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+
+def test_ingest_counts_move(engine: Engine) -> None:
+    with TestClient(create_app(CONFIG, engine=engine)) as client:
+        assert ("ekinerja_store_batches_total", (("gateway", "opd-a"),)) not in scrape(client)
+        events = [make_event(n) for n in range(5)]
+        assert client.post("/v1/punches", json=batch_json(events), headers=AUTH_A).status_code == 200
+        assert client.post("/v1/punches", json=batch_json(events[:2]), headers=AUTH_A).status_code == 200
+        assert client.post("/v1/punches", json=batch_json(events)).status_code == 401
+        after = scrape(client)
+    accepted = ("ekinerja_store_ingested_events_total", (("gateway", "opd-a"), ("outcome", "accepted")))
+    duplicate = ("ekinerja_store_ingested_events_total", (("gateway", "opd-a"), ("outcome", "duplicate")))
+    assert (after[accepted], after[duplicate]) == (5, 2)
+    assert after[("ekinerja_store_batches_total", (("gateway", "opd-a"),))] == 2
+    assert after[("ekinerja_store_ingest_seconds_count", ())] == 2
+    assert after[("ekinerja_store_refused_requests_total", (("status", "401"),))] == 1
