@@ -115,6 +115,9 @@ class GatewayService:
         self.thresholds = Thresholds(**config.alerts.model_dump())
         self._pushing = threading.Lock()  # the scheduled push and a sync-now command take turns
         self.metrics = GatewayMetrics(self)
+        self._snapshot_lock = threading.Lock()
+        self._last_snapshot: Snapshot | None = None
+        self._snapshots_taken = 0
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -179,8 +182,18 @@ class GatewayService:
         return report
 
     def snapshot(self) -> Snapshot:
-        """The picture the status page, MQTT and /metrics show."""
-        return take_snapshot(self, self.thresholds)
+        """The picture the status page, MQTT and /metrics show.
+
+        It counts the buffer (a tenth of a second or more for a few hundred thousand punches), so
+        callers that arrive while one is being taken share it rather than each counting again.
+        """
+        asked_at = self._snapshots_taken
+        with self._snapshot_lock:
+            if self._snapshots_taken != asked_at and self._last_snapshot is not None:
+                return self._last_snapshot  # taken while this caller waited: as fresh as its own
+            self._last_snapshot = take_snapshot(self, self.thresholds)
+            self._snapshots_taken += 1
+            return self._last_snapshot
 
     def run(self, stop: threading.Event) -> None:
         """The long-lived service: scheduled polls and pushes until ``stop`` is set."""
