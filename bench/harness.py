@@ -53,6 +53,7 @@ def write_gateway_config(folder: Path, store_url: str, devices: list[dict[str, A
         f"batch_size = {batch_size}",
         "timeout_s = 120",
     ]
+    lines += ["[web]", 'listen = "127.0.0.1:0"']
     for device in devices:
         lines.append("[[devices]]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in device.items()]

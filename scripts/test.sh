@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
 # the MariaDB and PostgreSQL servers and pcscd with vsmartcard's virtual readers (the tests
-# start their own throwaway instances), a virtual environment with the project and its test
-# tools, then ruff, mypy, pytest.
+# start their own throwaway instances), chromium for the status page's tests, a virtual
+# environment with the project and its test tools, then ruff, mypy, pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/store -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresq
 command -v gcc >/dev/null 2>&1 || packages+=(gcc)
 "$python" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path('include') + '/Python.h'))" \
   || packages+=(python3-dev)
+# The status page's tests drive Debian's chromium through Playwright (never `playwright install`).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#packages[@]} -gt 0 ]; then
@@ -33,6 +35,11 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pcscd.soc
   echo "stopping the system's pcscd for the tests ..."
   $sudo systemctl stop pcscd.socket pcscd.service
 fi
+
+# vpcd listens on fixed ports 35963-35964; keep the kernel from handing them out as the local
+# port of some other connection, which would stop a restarted pcscd from getting its readers.
+$sudo sysctl -q -w net.ipv4.ip_local_reserved_ports=35963-35964 2>/dev/null \
+  || echo "note: could not reserve ports 35963-35964 (sysctl); a pcscd restart may rarely find them taken"
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

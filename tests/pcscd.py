@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -37,6 +38,17 @@ def tap(card: VirtualCard, hold_s: float = 0.3) -> Tap:
     done = card.tap(hold_s=hold_s)
     wait_empty(READERS[PORTS.index(card.port)])
     return done
+
+
+def _port_taken(port: int) -> bool:
+    """Whether something else holds vpcd's port (an ephemeral port of another connection can)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
 
 
 def _other_pcscd() -> int | None:
@@ -83,7 +95,14 @@ class Pcscd:
             if self.proc.poll() is not None:
                 pytest.fail(f"pcscd exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}", pytrace=False)
             if time.monotonic() > deadline:
-                pytest.fail(f"pcscd did not start within {START_TIMEOUT_S} s", pytrace=False)
+                busy = [port for port in PORTS if _port_taken(port)] if readers else []
+                self.stop()
+                pytest.fail(
+                    f"pcscd did not list its readers within {START_TIMEOUT_S} s"
+                    + (f"; vpcd's port(s) {busy} are taken by another socket" if busy else "")
+                    + f":\n{self.log.read_text()[-2000:]}",
+                    pytrace=False,
+                )
             time.sleep(0.02)
 
     def _ready(self, readers: bool) -> bool:

@@ -139,6 +139,7 @@ def write_gateway_toml(
     text = (
         f'[gateway]\nid = "{gateway_id}"\ndata_dir = "data"\n\n'
         f'[store]\nurl = "{store_url}"\ntoken = "{token}"\npush_interval_s = 0.5\n{extra_store}\n'
+        '\n[web]\nlisten = "127.0.0.1:0"\n'  # a free port: tests run gateways side by side
     )
     for device_id, (port, protocol) in devices.items():
         extra = (device_extra or {}).get(device_id, "")

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from ekinerja.sync.contract import ZoneName
 
-__all__ = ["ListenAddress", "Section", "ZoneName", "resolve_path"]
+__all__ = ["ListenAddress", "ListenAddressOrAnyPort", "Section", "ZoneName", "resolve_path"]
 
 
 class Section(BaseModel):
@@ -27,6 +27,14 @@ def _check_listen(value: str) -> str:
 
 
 ListenAddress = Annotated[str, AfterValidator(_check_listen)]
+
+
+def _check_listen_any_port(value: str) -> str:
+    return value if value.endswith(":0") and value[:-2] else _check_listen(value)
+
+
+ListenAddressOrAnyPort = Annotated[str, AfterValidator(_check_listen_any_port)]
+"""HOST:PORT, where port 0 picks a free port (tests, the demo)."""
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path, without_credentials
+from ekinerja.config.common import ListenAddressOrAnyPort, Section, ZoneName, resolve_path, without_credentials
 from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier, Punch
 
 
@@ -220,8 +220,9 @@ Device = Annotated[ZkDevice | PcscDevice, Field(discriminator="kind")]
 class WebSection(Section):
     """``[web]``: the gateway's status page, its JSON, /healthz and /metrics."""
 
-    listen: ListenAddress = Field(
-        default="127.0.0.1:8401", description="HOST:PORT of the status page; loopback unless the office LAN needs it."
+    listen: ListenAddressOrAnyPort = Field(
+        default="127.0.0.1:8401",
+        description="HOST:PORT of the status page; loopback unless the office LAN needs it; port 0 picks a free one.",
     )
     username: str | None = Field(default=None, min_length=1, description="Basic-auth user for the page (optional).")
     password: str | None = Field(

@@ -32,6 +32,7 @@ from ekinerja.sync.contract import PunchEvent
 
 if TYPE_CHECKING:
     from ekinerja.drivers.pcsc import PcscWatch
+    from ekinerja.gateway.web import WebServer
     from ekinerja.sync.jobs import Jobs
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
 
@@ -118,6 +119,7 @@ class GatewayService:
         self._snapshot_lock = threading.Lock()
         self._last_snapshot: Snapshot | None = None
         self._snapshots_taken = 0
+        self.web: WebServer | None = None  # while running
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -201,6 +203,8 @@ class GatewayService:
 
         limit_malloc_arenas()  # a thread per terminal: see malloc_arenas
         self.card_watches = self._card_watches()
+        _ = self.pusher  # built here, before the threads that read it
+        web = self._start_web(stop)
         polled = [d for d in self.config.terminals if not d.live]
         jobs = Jobs(len(polled))
         for device in polled:
@@ -224,6 +228,21 @@ class GatewayService:
             stop.wait()
         finally:
             self._stop_promptly(jobs, captures)
+            if web is not None:
+                web.stop()
+
+    def _start_web(self, stop: threading.Event) -> WebServer | None:
+        """The status page, /healthz and /metrics; a gateway without its page still keeps every punch."""
+        from ekinerja.gateway.web import WebServer
+
+        web = WebServer(self, alive=lambda: not stop.is_set(), extra_routers=[self.metrics.router()])
+        try:
+            web.start()
+        except OperatorError as exc:
+            log.error("%s; the gateway runs on without its status page", exc)
+            return None
+        self.web = web
+        return web
 
     def _stop_promptly(self, jobs: Jobs, captures: list[threading.Thread]) -> None:
         """No new poll starts, and every terminal request in flight fails now rather than at its timeout."""

@@ -33,6 +33,7 @@ def card_gateway(tmp_path: Path, url: str, reader: str = "Virtual PCD") -> Gatew
         f'[gateway]\nid = "opd-1"\ndata_dir = "data"\n\n'
         f'[store]\nurl = "{url}"\ntoken = "{TOKEN}"\npush_interval_s = 0.5\ncards_refresh_s = 10\n\n'
         f'[[devices]]\nid = "kartu"\nkind = "pcsc"\nreader = "{reader}"\nmax_backoff_s = 1\n'
+        '\n[web]\nlisten = "127.0.0.1:0"\n'
     )
     path = tmp_path / "gateway.toml"
     path.write_text(text)
