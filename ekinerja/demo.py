@@ -104,7 +104,14 @@ def _register_employees(data: Path, device: Any) -> str:
 
 
 def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int], cards: bool) -> Any:
-    from ekinerja.config.gateway import GatewayConfig, GatewaySection, PcscDevice, StoreClientSection, ZkDevice
+    from ekinerja.config.gateway import (
+        GatewayConfig,
+        GatewaySection,
+        PcscDevice,
+        StoreClientSection,
+        WebSection,
+        ZkDevice,
+    )
     from ekinerja.demo_cards import READER
 
     # The TCP terminal is captured live (punches in the store within a second), the UDP one polled.
@@ -119,6 +126,7 @@ def _gateway_config(data: Path, store_url: str, token: str, ports: dict[str, int
         devices.append(PcscDevice(id="kartu-pintu", kind="pcsc", reader=READER, debounce_s=5))
     return GatewayConfig(
         gateway=GatewaySection(id=GATEWAY_ID, data_dir=data / "gateway"),
+        web=WebSection(listen=f"127.0.0.1:{_port(8401)}"),
         store=StoreClientSection(url=store_url, token=token, push_interval_s=2, cards_refresh_s=10),
         devices=devices,
     )
@@ -172,7 +180,12 @@ def _run_with(data: Path, sims: dict[str, Any], args: argparse.Namespace, stop: 
     gateway_stop = threading.Event()  # set after the last card tap is over, so its punch is counted
     gateway = threading.Thread(target=service.run, args=(gateway_stop,), name="gateway", daemon=True)
     gateway.start()
+    deadline = time.monotonic() + 10
+    while service.web is None and gateway.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
     _announce(store_url, sims, data, reports_token, nip, no_cards)
+    if service.web is not None:
+        print(f"  status page:   {service.web.url}/  (English: {service.web.url}/?lang=en; JSON /api/status, /metrics)")
     cards = DemoCards([card_uid(n) for n in range(8)] + ["04FFEE01"], args.punch_every)  # the last: unregistered
     with cards.tapping() if no_cards is None else contextlib.nullcontext(cards):
         _watch(stop, args.seconds, service, sims, store_url)

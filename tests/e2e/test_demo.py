@@ -23,6 +23,7 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path, pcscd: Pcsc
     out = done.stdout
     assert re.search(r"punch feed:\s+http://127\.0\.0\.1:\d+/v1/feed\?after=0", out)
     assert re.search(r"API \(OpenAPI\): http://127\.0\.0\.1:\d+/docs", out)
+    assert re.search(r"status page:\s+http://127\.0\.0\.1:\d+/ ", out)
     assert "(tcp, live capture)" in out and "(udp, polled every 2 s)" in out
     assert "RFID reader kartu-pintu: 'Virtual PCD 00 00' under pcscd" in out
     final = re.search(r"demo stopped: (\d+) punches on the terminals, (\d+) card punches \((\d+) taps\), (\d+) in", out)
