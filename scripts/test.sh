@@ -21,6 +21,10 @@ command -v gcc >/dev/null 2>&1 || packages+=(gcc)
   || packages+=(python3-dev)
 # The status page's tests drive Debian's chromium through Playwright (never `playwright install`).
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+# MQTT: the tests run their own mosquitto on a free port (Debian's package also starts one on
+# 1883 under systemd; it is left alone) and use mosquitto_sub as an independent subscriber.
+[ -x /usr/sbin/mosquitto ] || packages+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || packages+=(mosquitto-clients)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#packages[@]} -gt 0 ]; then

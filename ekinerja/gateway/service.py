@@ -32,6 +32,7 @@ from ekinerja.sync.contract import PunchEvent
 
 if TYPE_CHECKING:
     from ekinerja.drivers.pcsc import PcscWatch
+    from ekinerja.gateway.mqtt_bridge import MqttBridge
     from ekinerja.gateway.web import WebServer
     from ekinerja.sync.jobs import Jobs
     from ekinerja.sync.push import DrainReport, PushClient, Pusher
@@ -205,6 +206,7 @@ class GatewayService:
         self.card_watches = self._card_watches()
         _ = self.pusher  # built here, before the threads that read it
         web = self._start_web(stop)
+        bridge = self._start_mqtt()
         polled = [d for d in self.config.terminals if not d.live]
         jobs = Jobs(len(polled))
         for device in polled:
@@ -227,9 +229,19 @@ class GatewayService:
         try:
             stop.wait()
         finally:
+            if bridge is not None:  # first: the broker hears "offline" at once, and no command starts
+                bridge.stop()
             self._stop_promptly(jobs, captures)
             if web is not None:
                 web.stop()
+
+    def _start_mqtt(self) -> MqttBridge | None:
+        """The MQTT bridge when ``[mqtt]`` is set; it connects in the background, so a broker down costs nothing."""
+        if self.config.mqtt is None:
+            return None
+        from ekinerja.gateway.mqtt_bridge import start_bridge
+
+        return start_bridge(self)
 
     def _start_web(self, stop: threading.Event) -> WebServer | None:
         """The status page, /healthz and /metrics; a gateway without its page still keeps every punch."""

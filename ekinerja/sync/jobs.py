@@ -48,6 +48,7 @@ class Jobs:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._again = threading.Event()
+        self._stopping = False
 
     def add_poll(self, device_id: str, interval_s: float, poll: Callable[[], None]) -> None:
         """Poll a device every ``interval_s``, first at once."""
@@ -97,6 +98,8 @@ class Jobs:
 
     def push_soon(self) -> None:
         """Bring the next push forward: new punches are waiting."""
+        if self._stopping:  # shutdown(wait=True) holds the job store's lock while it waits for this very job
+            return
         self._again.set()
         job = self.scheduler.get_job(PUSH_JOB)
         if job is None or job.next_run_time is None:  # not scheduled (stopping): nothing to bring forward
@@ -110,7 +113,8 @@ class Jobs:
         self.scheduler.start()
 
     def pause(self) -> None:
-        """Start no more jobs (those running go on)."""
+        """Start no more jobs (those running go on), and bring no push forward any more."""
+        self._stopping = True
         if self.scheduler.running:
             self.scheduler.pause()
 
