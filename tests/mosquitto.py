@@ -70,10 +70,43 @@ def _answers(port: int) -> bool:
         return False
 
 
-class Mosquitto:
-    """A broker this test controls: start, stop (SIGTERM), kill (SIGKILL), start again on the same port."""
+def make_test_ca(folder: Path, name: str = "ca") -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    ca_key, ca, key, csr, cert = (
+        folder / f"{name}{suffix}" for suffix in (".key", ".pem", "-server.key", ".csr", "-server.pem")
+    )
+    san = folder / f"{name}-san.cnf"
+    san.write_text("subjectAltName=IP:127.0.0.1\n")
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=ekinerja test {name}",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(san))  # fmt: skip
+    return ca, cert, key
 
-    def __init__(self) -> None:
+
+class Mosquitto:
+    """A broker this test controls: start, stop (SIGTERM), kill (SIGKILL), start again on the same port.
+
+    With ``tls``, a second listener on ``tls_port`` serves TLS with a certificate from a throwaway
+    CA (``ca_file``), under the same password file.
+    """
+
+    def __init__(self, *, tls: bool = False) -> None:
         _require()
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="ekinerja-mosquitto-"))
@@ -87,6 +120,16 @@ class Mosquitto:
             "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
             "log_type information\nconnection_messages true\n"
         )
+        self.tls_port: int | None = None
+        self.ca_file: Path | None = None
+        if tls:
+            self.ca_file, cert, key = make_test_ca(self.folder)
+            self.tls_port = free_port()
+            with self.conf.open("a") as conf:
+                conf.write(
+                    f"listener {self.tls_port} 127.0.0.1\ncafile {self.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
+                )
+            _give_to_mosquitto(cert, key, self.ca_file)
         _give_to_mosquitto(self.folder, passwords, self.conf)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -101,7 +144,7 @@ class Mosquitto:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(self.port):
+        while not (_answers(self.port) and (self.tls_port is None or _answers(self.tls_port))):
             if self.proc.poll() is not None:
                 pytest.fail(f"mosquitto exited with {self.proc.returncode}:\n{self.tail()}", pytrace=False)
             if time.monotonic() > deadline:

@@ -26,7 +26,7 @@ from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.gateway.mqtt_bridge import DEVICE_FIELDS, SUMMARY_FIELDS, MqttBridge
 from ekinerja.gateway.service import GatewayService
 
-from mosquitto import PASSWORD, USER, Mosquitto, Requester, Subscriber
+from mosquitto import PASSWORD, USER, Mosquitto, Requester, Subscriber, make_test_ca
 from stack import make_events, read_whole_feed, running, store_server, wait_for, write_gateway_toml
 
 TOKEN = "mqtt-test-token-1"
@@ -307,3 +307,32 @@ def test_a_stored_punch_is_published_on_its_device_topic(
     data = json.loads(message.payload)
     assert data["device_id"] == "pintu" and data["source"] == "zk"
     check_punch_message(service, message.payload, data["event_id"], "zk:1003")
+
+
+def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+    broker = Mosquitto(tls=True)
+    try:
+        broker.start()
+        assert broker.tls_port is not None and broker.ca_file is not None
+        stranger_ca, _cert, _key = make_test_ca(tmp_path, "stranger")
+        sub = Subscriber(broker)  # on the plain listener of the same broker
+        try:
+            with ZkSimulator(ZkDevice.generate(users=2, records=1, serial="MQTT000009", seed=9)) as sim:
+                service = gateway(tmp_path, NO_STORE, {"pintu": sim})
+                tls = {"port": broker.tls_port, "tls": True}
+                with running(service):
+                    with bridged(service, broker, **tls, ca_file=stranger_ca) as untrusted:
+                        time.sleep(1.5)  # a connect and a retry: nothing observable marks a refused handshake
+                        assert not untrusted.client.is_connected()
+                    assert not sub.on(f"{BASE}/bridge/state"), "a broker the CA does not vouch for was trusted"
+                    with bridged(service, broker, **tls, ca_file=broker.ca_file) as trusted:
+                        wait_for(trusted.client.is_connected, what="the bridge connected over TLS")
+                        late = Subscriber(broker)
+                        try:
+                            wait_for(lambda: retained_state_seen(late), what="the state published over TLS")
+                        finally:
+                            late.close()
+        finally:
+            sub.close()
+    finally:
+        broker.close()
