@@ -42,8 +42,12 @@ fi
 
 # vpcd listens on fixed ports 35963-35964; keep the kernel from handing them out as the local
 # port of some other connection, which would stop a restarted pcscd from getting its readers.
-$sudo sysctl -q -w net.ipv4.ip_local_reserved_ports=35963-35964 2>/dev/null \
-  || echo "note: could not reserve ports 35963-35964 (sysctl); a pcscd restart may rarely find them taken"
+reserved="$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)"
+case ",$reserved," in
+  *,35963-35964,*) ;;
+  *) $sudo sysctl -q -w net.ipv4.ip_local_reserved_ports="${reserved:+$reserved,}35963-35964" 2>/dev/null \
+       || echo "note: could not reserve ports 35963-35964 (sysctl); a pcscd restart may rarely find them taken" ;;
+esac
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

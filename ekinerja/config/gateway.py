@@ -248,14 +248,17 @@ class MqttSection(Section):
     password: str | None = Field(
         default=None, description="Broker password; write ${ENV_NAME} to read it from the environment."
     )
-    tls: bool = Field(default=False, description="Connect with TLS, verifying the broker against ca_file.")
+    tls: bool = Field(
+        default=False,
+        description="Connect with TLS, verifying the broker against ca_file (the system's CAs without it).",
+    )
     ca_file: Path | None = Field(
         default=None, description="CA certificate (PEM) the broker's certificate must chain to."
     )
     base_topic: str | None = Field(
         default=None,
-        pattern=r"^[^#+\s]+$",
-        description="Topic prefix; ekinerja/<gateway id> when omitted. No wildcards.",
+        pattern=r"^[^#+\s/$][^#+\s/]*(/[^#+\s/]+)*$",
+        description="Topic prefix; ekinerja/<gateway id> when omitted. No wildcards, no empty levels, not $-topics.",
     )
     state_interval_s: float = Field(
         default=30.0, ge=1, le=3600, description="Seconds between republishing device state and the gateway summary."
@@ -270,9 +273,13 @@ class MqttSection(Section):
         return None if value is None else resolve_path(value, info)
 
     @model_validator(mode="after")
-    def _tls_needs_ca(self) -> Self:
+    def _consistent(self) -> Self:
         if self.ca_file is not None and not self.tls:
             raise ValueError("ca_file is set but tls is false: set tls = true")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {str(self.ca_file)!r} is not a file")
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set without username")
         return self
 
 

@@ -212,8 +212,9 @@ class ZkLiveCapture:
         self._renew = threading.Event()
 
     def renew(self) -> None:
-        """End the current session now: the next one starts with a read of the log."""
+        """End the current session now (or a wait for the next): the next one starts with a read of the log."""
         self._renew.set()
+        self.driver.backoff.next_attempt = 0.0  # asked for: try now, not after the backoff
 
     @property
     def polling_only(self) -> bool:
@@ -225,7 +226,7 @@ class ZkLiveCapture:
         while not stop.is_set():
             wait = self.driver.backoff.next_attempt - time.monotonic()
             if wait > 0:
-                stop.wait(min(wait, 0.5))
+                stop.wait(min(wait, 0.2))
                 continue
             try:
                 self._session(stop)
@@ -237,6 +238,7 @@ class ZkLiveCapture:
 
     def _session(self, stop: threading.Event) -> None:
         """One connection: catch up from the log, then take events until renewal, stop or failure."""
+        self._renew.clear()  # this session's catch-up is what a renewal asked for
         if self.polling_only:  # read the log, then leave the terminal alone until the next read
             with self.driver.connect() as conn:
                 self._catch_up(conn)
@@ -244,7 +246,6 @@ class ZkLiveCapture:
             deadline = time.monotonic() + self.renew_s
             while not (stop.is_set() or self._renew.is_set()) and time.monotonic() < deadline:
                 stop.wait(0.5)
-            self._renew.clear()
             return
         with self.driver.connect() as conn:
             self._catch_up(conn)
@@ -265,7 +266,6 @@ class ZkLiveCapture:
     ) -> None:
         """Hand each event to the sink until renewal, silence or stop; return early on one that cannot be read."""
         quiet_until = time.monotonic() + self.silence_s
-        self._renew.clear()
         while (
             not (stop.is_set() or self._renew.is_set())
             and (remaining := min(renew_at, quiet_until) - time.monotonic()) > 0

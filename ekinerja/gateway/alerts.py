@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a condition becomes an alert (``[alerts]`` in gateway.toml)."""
+    """When a condition becomes an alert (``[alerts]`` in gateway.toml, which holds the defaults)."""
 
-    device_offline_minutes: float = 10.0
-    clock_skew_s: float = 120.0
-    log_percent: float = 90.0
-    backlog_minutes: float = 30.0
-    store_unreachable_minutes: float = 5.0
-    quarantined: int = 1
+    device_offline_minutes: float
+    clock_skew_s: float
+    log_percent: float
+    backlog_minutes: float
+    store_unreachable_minutes: float
+    quarantined: int
 
 
 @dataclass(frozen=True)

@@ -116,4 +116,6 @@ class CardReaderKeeper:
             log.info("%s: online, watching %s", self.device.id, ", ".join(repr(r) for r in readers))
         else:
             log.warning("%s: offline: %s", self.device.id, problem)
-        status.readers, status.problem, status.last_change = list(readers), problem, datetime.now(UTC)
+        if bool(readers) != status.online or status.last_change is None:  # "since" moves only when it comes or goes
+            status.last_change = datetime.now(UTC)
+        status.readers, status.problem = list(readers), problem

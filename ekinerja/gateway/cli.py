@@ -81,6 +81,14 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"  warning: {missing}")
     if not config.devices:
         print("  no devices configured: add [[devices]] entries")
+    web = config.web
+    print(f"  status page on http://{web.listen}/ ({'basic auth' if web.username else 'no auth'})")
+    if web.username is None and not web.listen.startswith(("127.", "localhost:", "[::1]:")):
+        print("  warning: the status page listens beyond this machine without auth: set [web] username and password")
+    mqtt = config.mqtt
+    if mqtt is not None:
+        topic = mqtt.base_topic or f"ekinerja/{config.gateway.id}"
+        print(f"  MQTT to {mqtt.host}:{mqtt.port}{' over TLS' if mqtt.tls else ''}, topics under {topic}/")
     return EXIT_OK
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from ekinerja.drivers.zkteco import DeviceSession, DeviceUnavailable
 
 if TYPE_CHECKING:
     from ekinerja.gateway.service import GatewayService
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ekinerja.gateway.commands")
 
 MAX_PAYLOAD = 4096
+SET_TIME_WAIT_S = 30.0  # a live terminal's clock is set in its next session, which starts at once
 
 
 class CommandError(Exception):
@@ -81,22 +81,35 @@ def pull(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_time(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:
-    """Set one terminal's clock to the gateway's; answers the skew it had and has now."""
+    """Set one terminal's clock to the gateway's, within its own next read (a poll now, or a renewed
+    live session), so no second connection competes with the one the gateway keeps; answers the skew
+    it had and has now."""
     device = _device(service, args, required=True)
     assert device is not None
-    driver = service.drivers.get(device)
-    if driver is None:
+    keeper = service.keepers.get(device)
+    if keeper is None:
         raise CommandError(f"{device!r} is a card reader: its punches carry the gateway's clock already")
-    try:
-        with driver.connect() as conn:
-            before = driver.read_info(conn).clock_skew_s
-            DeviceSession(driver, conn).set_time()
-            after = driver.read_info(conn)
-    except DeviceUnavailable as exc:
-        raise CommandError(str(exc)) from None
-    service.buffer.record_clock_set(device, after.serial, before)
-    log.warning("%s (serial %s): clock set by command; it was %+.0f s off", device, after.serial, before)
-    return {"device": device, "skew_before_s": round(before, 1), "skew_after_s": round(after.clock_skew_s, 1)}
+    before = keeper.status.last_clock_set
+    keeper.clock_set_wanted.set()
+    capture = service.captures.get(device)
+    if capture is not None:
+        capture.renew()
+        deadline = time.monotonic() + SET_TIME_WAIT_S
+        while keeper.status.last_clock_set is before and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        service.pull_device(device, force=True)
+    done = keeper.status.last_clock_set
+    if done is before or done is None:
+        keeper.clock_set_wanted.clear()
+        raise CommandError(f"{device}: the clock was not set: {keeper.status.last_error or 'no read in time'}")
+    info = keeper.status.info
+    after = info.clock_skew_s if info else None
+    return {
+        "device": device,
+        "skew_before_s": round(done[1], 1),
+        "skew_after_s": None if after is None else round(after, 1),
+    }
 
 
 def status(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:

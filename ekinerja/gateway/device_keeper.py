@@ -70,6 +70,7 @@ class DeviceKeeper:
         self.on_new_events = on_new_events
         self.status = DeviceStatus(device.id, live=device.live)
         self._polling = threading.Lock()  # a scheduled poll and one asked for by a command take turns
+        self.clock_set_wanted = threading.Event()  # a command asked for the clock to be set at the next read
         # Told of punches as they are stored (MQTT). A poll's read is told only when it is a few
         # new punches, not a whole log read for the first time.
         self.on_punches: Callable[[Sequence[PunchEvent]], None] = lambda events: None
@@ -172,7 +173,8 @@ class DeviceKeeper:
     def _keep_clock(self, result: PullResult, session: DeviceSession) -> None:
         """Set the device's clock when its policy says so (see clock_policy.should_set_clock)."""
         device, info = self.device, result.info
-        if not should_set_clock(
+        asked = self.clock_set_wanted.is_set()
+        if not asked and not should_set_clock(
             policy=device.clock_policy,
             skew_s=info.clock_skew_s,
             threshold_s=device.clock_threshold_s,
@@ -182,13 +184,16 @@ class DeviceKeeper:
         ):
             return
         session.set_time()
+        self.clock_set_wanted.clear()
         self.buffer.record_clock_set(device.id, info.serial, info.clock_skew_s)
+        self.status.info = self.driver.read_info(session.conn)  # the skew as it is now, for the page and alerts
         self.status.last_clock_set = (datetime.now(UTC), info.clock_skew_s)
         log.warning(
-            "%s (serial %s): its clock was %+.0f s off; set to the gateway's clock (clock_policy = correct)",
+            "%s (serial %s): its clock was %+.0f s off; set to the gateway's clock (%s)",
             device.id,
             info.serial,
             info.clock_skew_s,
+            "asked by a command" if asked else "clock_policy = correct",
         )
 
     def _keep_log(self, result: PullResult, session: DeviceSession) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -79,25 +80,32 @@ def pseudonym_salt(data_dir: Path) -> str:
     """The gateway's secret salt for subject hashes, made once and kept beside the buffer.
 
     A secret one, not the gateway id: ZK user ids are small numbers and card UIDs short, so a hash
-    with a known salt would be reversed by trying them all.
+    with a known salt would be reversed by trying them all. A file that is not 32 hex digits (a
+    crash while it was written) is made again.
     """
     path = data_dir / SALT_FILE
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        pass
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        salt = path.read_text(encoding="ascii").strip()
+        if len(salt) == 32 and all(c in "0123456789abcdef" for c in salt):
+            return salt
     salt = secrets.token_hex(16)
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(salt)
+    os.replace(temporary, path)
     return salt
 
 
 def punch_message(event: PunchEvent, salt: str) -> dict[str, Any]:
-    """The JSON of one punch, its subject only as a salted hash."""
+    """The JSON of one punch, its subject only as a salted hash.
+
+    Not the event id: it hashes the subject with the device and time, all of which are in this
+    message or the device's state, so it could be reversed as easily as an unsalted subject.
+    """
     return {
-        "event_id": event.event_id,
+        "punch_ref": hmac.new(salt.encode(), event.event_id.encode(), hashlib.sha256).hexdigest(),
         "device_id": event.device_id,
         "source": event.source.value,
         "verify": event.verify.value,
@@ -292,10 +300,17 @@ class MqttBridge:
             log.warning("MQTT: ignored a retained request %r; send commands without retain", name)
             return
         properties = message.properties
+        default = self.topic(f"bridge/response/{name}")
+        asked = getattr(properties, "ResponseTopic", None)
+        # Only under bridge/response/: a request must not make the gateway publish elsewhere (its own
+        # request topics, another device's state) with its credentials.
+        allowed = asked is not None and asked.startswith(self.topic("bridge/response/"))
+        if asked is not None and not allowed:
+            log.warning("MQTT: response topic %r of %s is outside %s; answered on %s", asked, name, self.base, default)
         request = Request(
             name=name,
             payload=bytes(message.payload),
-            response_topic=getattr(properties, "ResponseTopic", None) or self.topic(f"bridge/response/{name}"),
+            response_topic=asked if allowed and asked else default,
             correlation=getattr(properties, "CorrelationData", None),
         )
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -119,7 +120,7 @@ class GatewayService:
         self.metrics = GatewayMetrics(self)
         self._snapshot_lock = threading.Lock()
         self._last_snapshot: Snapshot | None = None
-        self._snapshots_taken = 0
+        self._snapshot_started = 0.0
         self.web: WebServer | None = None  # while running
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
@@ -188,14 +189,14 @@ class GatewayService:
         """The picture the status page, MQTT and /metrics show.
 
         It counts the buffer (a tenth of a second or more for a few hundred thousand punches), so
-        callers that arrive while one is being taken share it rather than each counting again.
+        callers that queue up while one is being taken share the next one rather than each counting again.
         """
-        asked_at = self._snapshots_taken
+        asked = time.monotonic()
         with self._snapshot_lock:
-            if self._snapshots_taken != asked_at and self._last_snapshot is not None:
-                return self._last_snapshot  # taken while this caller waited: as fresh as its own
+            if self._last_snapshot is not None and self._snapshot_started >= asked:
+                return self._last_snapshot  # begun after this caller asked: as fresh as its own
+            self._snapshot_started = time.monotonic()
             self._last_snapshot = take_snapshot(self, self.thresholds)
-            self._snapshots_taken += 1
             return self._last_snapshot
 
     def run(self, stop: threading.Event) -> None:

@@ -48,16 +48,17 @@ class SyncView:
     oldest_pending_at: datetime | None
     rejected: int
     quarantined: int
-    last_success: datetime | None
+    last_success: datetime | None  # the last push that sent punches
     unreachable_since: datetime | None
     last_error: str | None
+    last_contact: datetime | None = None  # the store last answered a push or a probe
 
     @property
     def store_reachable(self) -> bool | None:
-        """Whether the last push reached the store; None before any push."""
+        """Whether the store answered last time it was asked; None before it was ever asked."""
         if self.unreachable_since is not None:
             return False
-        return True if self.last_success is not None else None
+        return True if self.last_contact is not None else None
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ def take_snapshot(service: GatewayService, limits: Thresholds, now: datetime | N
         last_success=pusher.last_success,
         unreachable_since=pusher.unreachable_since,
         last_error=pusher.last_error,
+        last_contact=pusher.last_contact,
     )
     alerts = [a for d in devices for a in device_alerts(d, limits, now)] + sync_alerts(sync, limits, now)
     return Snapshot(service.config.gateway.id, now, devices, sync, alerts)

@@ -20,7 +20,10 @@ class StoreMetrics:
         )  # fmt: skip
         self.batches = Counter(f"{PREFIX}_batches", "Batches stored, by gateway", ["gateway"], registry=self.registry)
         self.refused = Counter(
-            f"{PREFIX}_refused_requests", "Punch requests refused, by HTTP status", ["status"], registry=self.registry
+            f"{PREFIX}_refused_requests",
+            "Gateway requests refused (bad token, wrong gateway), by HTTP status",
+            ["status"],
+            registry=self.registry,
         )
         self.ingest_seconds = Histogram(f"{PREFIX}_ingest_seconds", "Time to store one batch", registry=self.registry)
 

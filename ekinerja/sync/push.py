@@ -139,6 +139,15 @@ class PushClient:
             return _reject_invalid(batch, response)
         raise StoreUnavailable(f"store answered {response.status_code}: {_detail(response)}")
 
+    def probe(self) -> str | None:
+        """Whether the store answers: None when its ``/healthz`` says 200, else what went wrong."""
+        url = self._url.removesuffix("/v1/punches") + "/healthz"
+        try:
+            response = self._client.get(url)
+        except httpx.HTTPError as exc:
+            return f"store at {self._shown} unreachable: {type(exc).__name__}: {exc}"
+        return None if response.status_code == 200 else f"store answered /healthz with {response.status_code}"
+
     def known_cards(self) -> list[str]:
         """The card UIDs the store's registry knows for this gateway; raises StoreUnavailable or StoreRefused."""
         try:
@@ -246,6 +255,10 @@ def _record(buffer: BufferLike, outcome: PushOutcome, batch: Sequence[PendingLik
     report.rejected += len(outcome.rejected)
 
 
+PROBE_EVERY_S = 60.0
+"""With nothing to push, the store's /healthz is asked this often."""
+
+
 class Pusher:
     """The push job: drains the buffer, backing off while the store is down."""
 
@@ -257,12 +270,18 @@ class Pusher:
         self.last_success: datetime | None = None
         self.last_error: str | None = None
         self.unreachable_since: datetime | None = None  # the first failure since the last success
+        self.last_contact: datetime | None = None  # the store last answered (a push or a probe)
+        self._probed_at = 0.0
 
     def run_once(self) -> DrainReport | None:
         """One scheduled run; returns None when waiting out a backoff."""
         if not self.backoff.ready():
             return None
         report = drain(self.buffer, self.client, self.batch_size)
+        if not report.batches and not report.error and time.monotonic() - self._probed_at >= PROBE_EVERY_S:
+            # Nothing to send says nothing of the store: ask it, so an idle night still shows it down.
+            self._probed_at = time.monotonic()
+            report.error = self.client.probe()
         if report.error:
             delay = self.backoff.failed()
             if report.error != self.last_error:
@@ -279,7 +298,9 @@ class Pusher:
             self.backoff.succeeded()
             self.last_error = None
             self.unreachable_since = None
-            self.last_success = datetime.now(UTC)
+            self.last_contact = datetime.now(UTC)
+            if report.batches:
+                self.last_success = self.last_contact
         if report.batches:
             log.info(
                 "pushed %d batch(es): %d accepted, %d duplicate, %d rejected",

@@ -197,3 +197,30 @@ def test_the_shipped_card_reader_example_loads_once_uncommented(tmp_path: Path) 
     config = load_model(write(tmp_path, text.replace(block, uncommented + "\n\n")), GatewayConfig)
     (reader,) = config.card_readers
     assert (reader.id, reader.reader, len(reader.punch_windows)) == ("kartu-pintu", "ACR122U", 2)
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "expected"),
+    [
+        ('host = "b"\npassword = "pw-123456"', "mqtt: Value error, password is set without username"),
+        ('host = "b"\ntls = true\nca_file = "missing-ca.pem"', "is not a file"),
+        ('host = "b"\nca_file = "gateway.toml"', "ca_file is set but tls is false"),
+        ('host = "b"\nbase_topic = "ekinerja/#"', "mqtt.base_topic: String should match pattern"),
+        ('host = "b"\nbase_topic = "/ekinerja"', "mqtt.base_topic: String should match pattern"),
+        ('host = "b"\nport = 0', "mqtt.port: Input should be greater than 0"),
+    ],
+)
+def test_mqtt_mistakes_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mqtt: str, expected: str) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    with pytest.raises(ConfigError) as info:
+        load_model(write(tmp_path, GOOD + f"\n[mqtt]\n{mqtt}\n"), GatewayConfig)
+    assert expected in info.value.render()
+    assert "pw-123456" not in info.value.render()
+
+
+def test_web_basic_auth_needs_both_and_port_zero_is_any(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TOKEN", "s3cret-token-value")
+    with pytest.raises(ConfigError, match="give both username and password"):
+        load_model(write(tmp_path, GOOD + '\n[web]\nusername = "it"\n'), GatewayConfig)
+    config = load_model(write(tmp_path, GOOD + '\n[web]\nlisten = "127.0.0.1:0"\n'), GatewayConfig)
+    assert config.web.listen == "127.0.0.1:0" and config.mqtt is None and config.alerts.log_percent == 90

@@ -11,7 +11,12 @@ from ekinerja.gateway.status import DeviceView, SyncView
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 LIMITS = Thresholds(
-    device_offline_minutes=10, clock_skew_s=120, log_percent=90, backlog_minutes=30, store_unreachable_minutes=5
+    device_offline_minutes=10,
+    clock_skew_s=120,
+    log_percent=90,
+    backlog_minutes=30,
+    store_unreachable_minutes=5,
+    quarantined=1,
 )
 
 
@@ -69,4 +74,5 @@ def test_alert_values_let_a_page_say_it_in_its_language() -> None:
     assert offline.values == {"minutes": 42}
     (old,) = sync_alerts(sync(pending=7, oldest_pending_at=NOW - timedelta(hours=2)), LIMITS, NOW)
     assert old.values == {"pending": 7, "minutes": 120}
-    assert sync(unreachable_since=NOW).store_reachable is False and sync(last_success=None).store_reachable is None
+    assert sync(unreachable_since=NOW, last_contact=NOW).store_reachable is False
+    assert sync(last_contact=None).store_reachable is None and sync(last_contact=NOW).store_reachable is True

@@ -13,7 +13,7 @@ from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.gateway.service import GatewayService
 
-from stack import store_server, write_gateway_toml
+from stack import free_port, store_server, write_gateway_toml
 
 TOKEN = "metrics-test-token"
 
@@ -55,3 +55,21 @@ def test_metrics_follow_punches_and_pushes(tmp_path: Path) -> None:
             assert samples(service)[("ekinerja_gateway_punches_total", (("device", "pintu"), ("source", "zk")))] == 11
         finally:
             service.close()
+
+
+def test_an_idle_gateway_still_sees_the_store_come_and_go(tmp_path: Path) -> None:
+    port = free_port()
+    path = write_gateway_toml(tmp_path, f"http://127.0.0.1:{port}", TOKEN, {})
+    service = GatewayService(load_model(path, GatewayConfig))
+    try:
+        assert service.snapshot().sync.store_reachable is None  # never asked yet
+        service.push_now()  # nothing to send: the store is asked all the same
+        down = service.snapshot().sync
+        assert down.store_reachable is False and down.last_error and "unreachable" in down.last_error
+        with store_server(f"sqlite:///{tmp_path}/s.db", {"opd-1": TOKEN}, port=port):
+            service.pusher._probed_at = 0.0  # the next run may ask again (it asks once a minute)
+            service.push_now()
+            up = service.snapshot().sync
+        assert up.store_reachable is True and up.last_success is None  # reachable, yet nothing was pushed
+    finally:
+        service.close()

@@ -6,6 +6,7 @@ What is checked is what an independent subscriber (mosquitto_sub) or requester s
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import signal
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ekinerja.config.gateway import GatewayConfig, MqttSection
 from ekinerja.config.loader import load_model
@@ -106,9 +109,9 @@ def test_a_gateway_process_killed_or_stopped_says_offline(
 
     kill -9: the broker sends the last will; SIGTERM: the bridge says offline before it disconnects.
     """
-    # An empty log: a SIGTERM during a poll that stores punches can hang the stop in APScheduler's
-    # shutdown (a job's push_soon waits for the lock shutdown holds while it waits for the job).
-    device = ZkDevice.generate(users=2, records=0, serial="MQTT000002", seed=2)
+    # Punches to store at the first poll: a SIGTERM then used to hang in APScheduler's shutdown (the
+    # poll's push_soon waited for the lock shutdown held while it waited for the poll); jobs.py fixed it.
+    device = ZkDevice.generate(users=2, records=30, serial="MQTT000002", seed=2)
     with ZkSimulator(device) as sim:
         config = write_gateway_toml(tmp_path, NO_STORE, TOKEN, {"pintu": (sim.port, "tcp")})
         config.write_text(
@@ -238,9 +241,17 @@ def run_commands(requester: Requester, pintu: ZkDevice) -> None:
     answer, correlation = requester.request("status", correlation=b"\x00corr-1\xff")
     assert answer["ok"] and answer["gateway_id"] == "opd-1" and correlation == b"\x00corr-1\xff"
     assert {d["id"] for d in answer["devices"]} == {"pintu", "samping"}
-    requester.listen("test/replies/#")
-    answer, correlation = requester.request("status", correlation=b"c2", response_topic="test/replies/me")
+    answer, correlation = requester.request("status", correlation=b"c2", response_topic=f"{BASE}/bridge/response/me")
     assert answer["ok"] and correlation == b"c2"
+    # A response topic outside bridge/response/ is not honoured: the answer goes to the usual topic.
+    requester.listen("test/replies/#")
+    usual = f"{BASE}/bridge/response/sync-now"
+    before = len(requester.answers.get(usual, []))
+    outside = Properties(PacketTypes.PUBLISH)
+    outside.ResponseTopic = "test/replies/me"
+    requester.client.publish(f"{BASE}/bridge/request/sync-now", b"", qos=1, properties=outside)
+    wait_for(lambda: len(requester.answers.get(usual, [])) > before, what="the answer on the usual topic")
+    assert not requester.answers.get("test/replies/me")
 
 
 def check_malformed_commands(requester: Requester) -> None:
@@ -263,9 +274,11 @@ def check_punch_message(service: GatewayService, payload: str, event_id: str, su
     """The punch as published: its fields, and the subject only as a salted hash."""
     data = json.loads(payload)
     assert set(data) == {
-        "event_id", "device_id", "source", "verify", "punch", "device_time", "occurred_at", "subject_hash",
+        "punch_ref", "device_id", "source", "verify", "punch", "device_time", "occurred_at", "subject_hash",
     }  # fmt: skip
-    assert data["event_id"] == event_id and data["subject_hash"] == expected_hash(service, subject_key)
+    salt = (service.config.gateway.data_dir / "mqtt_salt").read_text()
+    assert data["punch_ref"] == hmac.new(salt.encode(), event_id.encode(), hashlib.sha256).hexdigest()
+    assert event_id not in payload and data["subject_hash"] == expected_hash(service, subject_key)
     raw = subject_key.partition(":")[2]
     assert raw not in data.values() and subject_key not in payload and f'"{raw}"' not in payload
 
@@ -302,11 +315,13 @@ def test_a_stored_punch_is_published_on_its_device_topic(
                 timeout_s=5,
                 what="the punch on MQTT (is the keepers' on_punches hook in place?)",
             )
+            wait_for(lambda: len(read_whole_feed(url)) == 1, what="the punch in the store")
+        (stored,) = read_whole_feed(url)
     message = sub.last(f"{BASE}/devices/pintu/punch")
     assert message is not None and not message.retained and len(sub.on(f"{BASE}/devices/pintu/punch")) == 1
     data = json.loads(message.payload)
     assert data["device_id"] == "pintu" and data["source"] == "zk"
-    check_punch_message(service, message.payload, data["event_id"], "zk:1003")
+    check_punch_message(service, message.payload, stored.event.event_id, "zk:1003")
 
 
 def test_tls_with_a_ca_file(tmp_path: Path) -> None:
