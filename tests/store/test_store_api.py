@@ -149,7 +149,13 @@ def test_token_of_another_gateway_is_403(client: TestClient, engine: Engine) -> 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("device_time", "2026-01-05T07:30:00+07:00"), ("punch", "lunch"), ("source", "bluetooth")],
+    [
+        ("device_time", "2026-01-05T07:30:00+07:00"),
+        ("device_time", "2026-02-30T07:30:00"),  # a day that does not exist
+        ("punch", "lunch"),
+        ("source", "bluetooth"),
+        ("verify", "iris"),
+    ],
 )
 def test_malformed_batch_is_422_naming_the_field(client: TestClient, engine: Engine, field: str, value: str) -> None:
     body = batch_json([make_event(0), make_event(1)])
@@ -157,6 +163,16 @@ def test_malformed_batch_is_422_naming_the_field(client: TestClient, engine: Eng
     response = client.post("/v1/punches", json=body, headers=AUTH_A)
     assert response.status_code == 422
     assert ["body", "events", 1, field] in [error["loc"] for error in response.json()["detail"]]
+    assert stored_count(engine) == 0
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"contract_version": 1, "gateway_id": "opd-a", "events": [', b"\xff\xfe not json", b"[]", b"null"]
+)
+def test_a_body_that_is_not_a_batch_is_4xx(client: TestClient, engine: Engine, body: bytes) -> None:
+    response = client.post("/v1/punches", content=body, headers={**AUTH_A, "Content-Type": "application/json"})
+    assert response.status_code in (400, 422)  # 400: not even text (FastAPI cannot decode it)
+    assert response.json()["detail"], "the answer says what is wrong"
     assert stored_count(engine) == 0
 
 
