@@ -92,6 +92,12 @@ def store_process(folder: Path) -> Iterator[str]:
         proc.wait(15)
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
 def report(name: str, **fields: Any) -> None:
     """Print the benchmark's result as one JSON object."""
     print(json.dumps({"benchmark": name, **fields}, indent=2))

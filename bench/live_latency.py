@@ -24,7 +24,7 @@ import httpx
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 
-from harness import PYTHON, report, store_process, write_gateway_config
+from harness import PYTHON, percentile, report, store_process, write_gateway_config
 
 
 def feed_received(url: str) -> dict[tuple[str, str], datetime]:
@@ -41,12 +41,6 @@ def feed_received(url: str) -> dict[tuple[str, str], datetime]:
             after = page["next_after"]
             if not page["has_more"]:
                 return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def main() -> None:

@@ -25,14 +25,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ekinerja.drivers.pcsc import PcscUnavailable, present_readers
 from ekinerja.drivers.sim.vpcd_card import VirtualCard
 from ekinerja.drivers.sim.vpcd_readers import PORTS, READERS, wait_empty
 
-from harness import PYTHON, report, store_process, write_gateway_config
+from harness import PYTHON, percentile, report, store_process, write_gateway_config
 
 READER, PORT = READERS[0], PORTS[0]
 POLL_S = 0.4  # pcscd's polling of vpcd's slots
@@ -44,31 +46,28 @@ def random_moment() -> None:
     time.sleep(_rng.uniform(0, POLL_S))
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 def summary(values: list[float]) -> dict[str, float]:
     return {"p50_s": round(statistics.median(values), 3), "p95_s": round(percentile(values, 95), 3)}
 
 
-@contextmanager
-def pcscd_running() -> Any:
-    """The machine's pcscd if one answers with the virtual reader, else one started here."""
-    from smartcard.System import readers
-
+def virtual_reader_listed() -> bool:
+    """Whether pcscd answers and lists the virtual reader."""
     try:
-        if any(str(r) == READER for r in readers()):
-            yield
-            return
-    except Exception:
-        pass
+        return READER in present_readers()
+    except PcscUnavailable:
+        return False
+
+
+@contextmanager
+def pcscd_running() -> Iterator[None]:
+    """The machine's pcscd if one answers with the virtual reader, else one started here."""
+    if virtual_reader_listed():
+        yield
+        return
     proc = subprocess.Popen(["/usr/sbin/pcscd", "--foreground", "--error"])
     try:
         deadline = time.monotonic() + 10
-        while not any(str(r) == READER for r in _readers_or_none()):
+        while not virtual_reader_listed():
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("pcscd with vsmartcard-vpcd did not start (apt-get install pcscd vsmartcard-vpcd)")
             time.sleep(0.05)
@@ -76,15 +75,6 @@ def pcscd_running() -> Any:
     finally:
         proc.terminate()
         proc.wait(15)
-
-
-def _readers_or_none() -> list[Any]:
-    from smartcard.System import readers
-
-    try:
-        return list(readers())
-    except Exception:
-        return []
 
 
 def uid_of(n: int) -> str:

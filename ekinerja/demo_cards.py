@@ -31,17 +31,14 @@ def card_uid(n: int) -> str:
 def unavailable_reason() -> str | None:
     """Why the demo cannot include a card reader here, or None when it can."""
     try:
-        from smartcard import scard
+        from ekinerja.drivers.pcsc import PcscUnavailable, present_readers
     except ImportError:
         return "pyscard is not installed"
-    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if code != scard.SCARD_S_SUCCESS:
-        return f"pcscd is not running ({scard.SCardGetErrorMessage(code).rstrip('.')})"
     try:
-        code, readers = scard.SCardListReaders(context, [])
-    finally:
-        scard.SCardReleaseContext(context)
-    if READER not in (readers or []):
+        readers = present_readers()
+    except PcscUnavailable as exc:
+        return f"pcscd is not running ({exc})"
+    if READER not in readers:
         return f"pcscd has no {READER!r} reader (vsmartcard-vpcd is not installed, or pcscd predates it)"
     return None
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from smartcard import scard
 
+from ekinerja.drivers.pcsc import PcscUnavailable, present_readers
 from ekinerja.drivers.sim.vpcd_card import Tap, VirtualCard
 from ekinerja.drivers.sim.vpcd_readers import PORTS, READERS, wait_empty
 
@@ -108,14 +108,11 @@ class Pcscd:
     def _ready(self, readers: bool) -> bool:
         # Asked through PC/SC, not by connecting to vpcd's ports: a probe connection would sit in
         # vpcd's queue and later look like a card put on the reader.
-        code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if code != scard.SCARD_S_SUCCESS:
-            return False
         try:
-            code, names = scard.SCardListReaders(context, [])
-        finally:
-            scard.SCardReleaseContext(context)
-        return all(name in (names or []) for name in READERS) if readers else True
+            names = present_readers()
+        except PcscUnavailable:
+            return False
+        return all(name in names for name in READERS) if readers else True
 
     def stop(self) -> None:
         """SIGTERM, then wait for it: a second pcscd refuses to start while the first is unreaped."""
