@@ -267,6 +267,10 @@ class MqttSection(Section):
         default=30, ge=5, le=600, description="MQTT keepalive; the broker sends the will after 1.5 times this."
     )
 
+    def topic_base(self, gateway_id: str) -> str:
+        """The prefix of every topic: ``base_topic``, or ekinerja/<gateway id>."""
+        return self.base_topic or f"ekinerja/{gateway_id}"
+
     @field_validator("ca_file")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:

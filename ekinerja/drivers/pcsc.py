@@ -60,11 +60,16 @@ def present_readers() -> list[str]:
     if code != scard.SCARD_S_SUCCESS:
         raise PcscUnavailable(f"pcscd cannot be reached: {_message(code)}")
     try:
-        code, names = scard.SCardListReaders(context, [])
+        return _list_readers(context)
     finally:
         scard.SCardReleaseContext(context)
+
+
+def _list_readers(context: int) -> list[str]:
+    """The readers pcscd lists (none is an answer too); PcscUnavailable when it does not answer."""
+    code, names = scard.SCardListReaders(context, [])
     if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_NO_READERS_AVAILABLE):
-        raise PcscUnavailable(f"pcscd did not list its readers: {_message(code)}")
+        raise PcscUnavailable(f"pcscd stopped answering: {_message(code)}")
     return list(names or [])
 
 
@@ -142,10 +147,7 @@ class PcscWatch:
 
     def _matching(self, context: int) -> tuple[list[str], list[str]]:
         """(matching readers, every reader listed)."""
-        code, names = scard.SCardListReaders(context, [])
-        if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_NO_READERS_AVAILABLE):
-            raise self._lost(code)
-        names = list(names or [])
+        names = _list_readers(context)
         return matching_readers(names, self.settings.reader), names
 
     def _find_readers(self, context: int) -> list[str]:

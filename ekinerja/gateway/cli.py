@@ -87,8 +87,8 @@ def _check_config(args: argparse.Namespace) -> int:
         print("  warning: the status page listens beyond this machine without auth: set [web] username and password")
     mqtt = config.mqtt
     if mqtt is not None:
-        topic = mqtt.base_topic or f"ekinerja/{config.gateway.id}"
-        print(f"  MQTT to {mqtt.host}:{mqtt.port}{' over TLS' if mqtt.tls else ''}, topics under {topic}/")
+        topics = mqtt.topic_base(config.gateway.id)
+        print(f"  MQTT to {mqtt.host}:{mqtt.port}{' over TLS' if mqtt.tls else ''}, topics under {topics}/")
     return EXIT_OK
 
 

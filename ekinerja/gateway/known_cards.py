@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ekinerja.gateway.whole_file import write_whole
 
 log = logging.getLogger("ekinerja.gateway")
 
@@ -51,12 +52,9 @@ class KnownCards:
     def replace(self, card_uids: Iterable[str]) -> None:
         """Take a freshly fetched list, and keep it on disk (written whole, then renamed)."""
         uids, now = frozenset(card_uids), datetime.now(UTC)
-        temporary = self.path.with_suffix(".tmp")
         with self._lock:
-            temporary.write_text(
-                json.dumps({"fetched_at": now.isoformat(), "card_uids": sorted(uids)}), encoding="utf-8"
-            )
-            os.replace(temporary, self.path)
+            text = json.dumps({"fetched_at": now.isoformat(), "card_uids": sorted(uids)})
+            write_whole(self.path, text, mode=0o644)
             changed = uids != self._uids
             self._uids, self.fetched_at = uids, now
         if changed:

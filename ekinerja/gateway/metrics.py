@@ -44,7 +44,7 @@ def device_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     records = GaugeMetricFamily(f"{PREFIX}_device_records", "Records in the device's log", labels=["device"])
     for device in snapshot.devices:
         up.add_metric([device.id, device.kind], 1.0 if device.online else 0.0)
-        punches.add_metric([device.id, "pcsc" if device.kind == "pcsc" else "zk"], device.punches)
+        punches.add_metric([device.id, device.kind], device.punches)  # a device's kind is its punches' source
         if device.clock_skew_s is not None:
             skew.add_metric([device.id], device.clock_skew_s)
         if device.percent_used is not None:

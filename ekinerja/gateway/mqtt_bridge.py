@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import queue
 import secrets
 import threading
@@ -35,6 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ekinerja.gateway import commands
+from ekinerja.gateway.whole_file import write_whole
 
 if TYPE_CHECKING:
     from ekinerja.config.gateway import MqttSection
@@ -90,11 +90,7 @@ def pseudonym_salt(data_dir: Path) -> str:
             return salt
     salt = secrets.token_hex(16)
     data_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(salt)
-    os.replace(temporary, path)
+    write_whole(path, salt, mode=0o600)
     return salt
 
 
@@ -146,7 +142,7 @@ class MqttBridge:
         self.settings = settings
         self.gateway_id = service.config.gateway.id
         self.salt = pseudonym_salt(service.config.gateway.data_dir)
-        self.base = settings.base_topic or f"ekinerja/{self.gateway_id}"
+        self.base = settings.topic_base(self.gateway_id)
         self.where = f"{settings.host}:{settings.port}"
         self.state_publishes = 0  # full state publications so far (for tests and diagnostics)
         self._link = "starting"  # the last logged: connected, refused: <why>, or down (lost or unreachable)

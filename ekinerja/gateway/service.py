@@ -178,8 +178,13 @@ class GatewayService:
 
     def push_now(self) -> DrainReport | None:
         """One push run now, whatever the backoff says (the sync-now command)."""
+        return self._push(ignore_backoff=True)
+
+    def _push(self, *, ignore_backoff: bool) -> DrainReport | None:
+        """One run of the pusher, taking turns with any other, counted in the metrics."""
         with self._pushing:
-            self.pusher.backoff.succeeded()
+            if ignore_backoff:
+                self.pusher.backoff.succeeded()
             report = self.pusher.run_once()
         if report is not None:
             self.metrics.observe_push(report)
@@ -327,9 +332,6 @@ class GatewayService:
 
     def _push_job(self) -> None:
         try:
-            with self._pushing:
-                report = self.pusher.run_once()
-            if report is not None:
-                self.metrics.observe_push(report)
+            self._push(ignore_backoff=False)
         except Exception:
             log.exception("unexpected error while pushing; pending punches stay in the buffer")
