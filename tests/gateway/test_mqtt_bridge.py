@@ -342,9 +342,12 @@ def test_tls_with_a_ca_file(tmp_path: Path) -> None:
                     assert not sub.on(f"{BASE}/bridge/state"), "a broker the CA does not vouch for was trusted"
                     with bridged(service, broker, **tls, ca_file=broker.ca_file) as trusted:
                         wait_for(trusted.client.is_connected, what="the bridge connected over TLS")
+                        # Seen live first: a subscriber that came before the state was published
+                        # would get it unflagged, not as the retained state a late one must find.
+                        wait_for(lambda: state_with_device_online(sub), what="the state published over TLS")
                         late = Subscriber(broker)
                         try:
-                            wait_for(lambda: retained_state_seen(late), what="the state published over TLS")
+                            wait_for(lambda: retained_state_seen(late), what="the state retained for a late subscriber")
                         finally:
                             late.close()
         finally:
