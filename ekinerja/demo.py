@@ -97,7 +97,7 @@ def _register_employees(data: Path, device: Any) -> str:
     try:
         since = min((r.timestamp.date() for r in device.records), default=date.today())
         text = employees_csv(device.users, since)
-        import_employees(engine, text, "demo registry", datetime.now(UTC).replace(tzinfo=None))
+        import_employees(engine, text, "demo registry", "demo", datetime.now(UTC).replace(tzinfo=None))
     finally:
         engine.dispose()
     return text.splitlines()[1].split(",")[0]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
+from ekinerja.store import gateway_tokens
 from ekinerja.store.attendance import Office
 from ekinerja.store.auth import Client, ClientAuth, GatewayAuth
 from ekinerja.store.metrics import StoreMetrics
@@ -34,7 +36,10 @@ def _state(request: Request) -> StoreState:
 
 
 State = Annotated[StoreState, Depends(_state)]
-_bearer = HTTPBearer(auto_error=False, description="A gateway's or a client's token, as configured in store.toml.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A gateway's token (from `ekinerja store gateway add`, or store.toml) or a client's token.",
+)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
@@ -52,12 +57,19 @@ def gateway_id(request: Request, state: State, credentials: Credentials) -> str:
     if credentials is None:
         state.metrics.refused.labels("401").inc()
         raise _unauthorized("a bearer token is required")
-    found = state.auth.identify(credentials.credentials)
+    found = state.auth.identify(credentials.credentials) or _database_token(state, credentials.credentials)
     if found is None:
         state.metrics.refused.labels("401").inc()
         log.warning("refused a batch from %s: unknown bearer token", client_host(request))
         raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return found
+
+
+def _database_token(state: StoreState, token: str) -> str | None:
+    """A token made with ``ekinerja store gateway add|rotate`` (looked up on every request, so a
+    revocation holds at once)."""
+    with state.engine.connect() as conn:
+        return gateway_tokens.identify(conn, token, datetime.now(UTC).replace(tzinfo=None))
 
 
 def reader(request: Request, state: State, credentials: Credentials) -> Client:

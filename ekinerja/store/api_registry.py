@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from ekinerja.store import entries, registry
+from ekinerja.store import audit, entries, registry
 from ekinerja.store.api_deps import Reader, State, Writer
 from ekinerja.store.csv_input import CsvRejected
 from ekinerja.store.mappings import add_mapping
@@ -61,7 +61,8 @@ def get_employees(
 async def post_employees(request: Request, state: State, client: Writer) -> dict[str, Any]:
     """Add or update employees from CSV: nip,name,unit,zk_user_id,card_uid,active_from[,six_day,tpp_base,active_to]."""
     text = await _csv_body(request)
-    summary = await _apply(lambda: registry.import_employees(state.engine, text, f"upload by {client.id}", _now()))
+    source = f"upload by {client.id}"
+    summary = await _apply(lambda: registry.import_employees(state.engine, text, source, client.id, _now()))
     return summary.__dict__
 
 
@@ -144,3 +145,20 @@ def get_unmatched(state: State, _client: Reader) -> dict[str, Any]:
             for u in found
         ]
     }
+
+
+@router.get("/audit")
+def get_audit(
+    state: State,
+    _client: Writer,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="last seq already read; 0 from the start")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="most records per page")] = 200,
+    target: Annotated[str | None, Query(max_length=200, description="only changes to this NIP or gateway")] = None,
+) -> dict[str, Any]:
+    """Who changed what, when and why, in order (registry, leave, manual attendance, mappings, tokens).
+
+    Read-only: the log is written by the changes themselves and no endpoint alters it.
+    """
+    with state.engine.connect() as conn:
+        records = audit.read(conn, after, limit, target)
+    return {"records": records, "next_after": records[-1]["seq"] if records else after}

@@ -24,7 +24,7 @@ from ekinerja.config.common import split_listen
 from ekinerja.config.loader import ConfigError, load_model
 from ekinerja.config.store import StoreConfig
 from ekinerja.errors import OperatorError
-from ekinerja.store import cli_attendance
+from ekinerja.store import cli_attendance, cli_gateways
 from ekinerja.store.app import create_app
 from ekinerja.store.attendance import Office
 from ekinerja.store.db import db_error_message, describe_url, make_engine
@@ -54,6 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     migrate.add_argument("--config", type=Path, required=True, help="store.toml")
     migrate.set_defaults(func=migrate_command)
     cli_attendance.register(actions)
+    cli_gateways.register(actions)
 
 
 def migrate_command(args: argparse.Namespace) -> int:

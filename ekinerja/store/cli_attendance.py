@@ -27,13 +27,14 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     """Add the registry and report commands under ``store``."""
     employees = actions.add_parser("import-employees", help="add or update employees from a CSV file")
     employees.add_argument("--config", type=Path, required=True, help="store.toml")
+    employees.add_argument("--by", default=None, help="who imports it, for the audit log (default: the login name)")
     employees.add_argument("file", type=Path, help="CSV: nip,name,unit,zk_user_id,card_uid,active_from[,...]")
-    employees.set_defaults(func=lambda a: _with_store(a, _import_employees))
+    employees.set_defaults(func=lambda a: with_store(a, _import_employees))
     leave = actions.add_parser("import-leave", help="add leave and duty from a CSV file")
     leave.add_argument("--config", type=Path, required=True, help="store.toml")
     leave.add_argument("--by", default=None, help="who enters it (default: the login name)")
     leave.add_argument("file", type=Path, help="CSV: nip,code,start,end,reason,approved_by")
-    leave.set_defaults(func=lambda a: _with_store(a, _import_leave))
+    leave.set_defaults(func=lambda a: with_store(a, _import_leave))
     report = actions.add_parser("report", help="print a report (JSON or CSV)")
     report.add_argument("--config", type=Path, required=True, help="store.toml")
     report.add_argument("kind", choices=["daily", "monthly", "discipline"], help="which report")
@@ -45,7 +46,7 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     report.add_argument("--as-of", type=date.fromisoformat, help="discipline: count up to this day")
     report.add_argument("--unit", help="monthly, discipline: only this unit")
     report.add_argument("--format", choices=["json", "csv"], default="json")
-    report.set_defaults(func=lambda a: _with_store(a, _report))
+    report.set_defaults(func=lambda a: with_store(a, _report))
 
 
 def _month(text: str) -> date:
@@ -79,7 +80,8 @@ class BadRequest(OperatorError):
     exit_code = 2
 
 
-def _with_store(args: argparse.Namespace, action: Any) -> int:
+def with_store(args: argparse.Namespace, action: Any) -> int:
+    """Run ``action(args, engine, office)`` on the configured database, once its schema is checked."""
     from ekinerja.store.cli import ready_engine  # the store's CLI registers this module
 
     config = load_model(args.config, StoreConfig)
@@ -92,7 +94,8 @@ def _with_store(args: argparse.Namespace, action: Any) -> int:
 
 
 def _import_employees(args: argparse.Namespace, engine: Any, _office: Office) -> int:
-    summary = import_employees(engine, _read(args.file), str(args.file), datetime.now(UTC).replace(tzinfo=None))
+    by = args.by or f"cli:{getpass.getuser()}"
+    summary = import_employees(engine, _read(args.file), str(args.file), by, datetime.now(UTC).replace(tzinfo=None))
     print(f"{args.file}: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged")
     if summary.ignored_columns:
         print(f"ignored column(s): {', '.join(summary.ignored_columns)}")

@@ -197,6 +197,42 @@ day_changes = Table(
     mysql_charset="utf8mb4",
 )
 
+# --- who may push, and what was changed by whom ---------------------------------------------------
+
+gateway_tokens = Table(
+    "gateway_tokens",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("token_sha256", String(64), nullable=False, comment="only the hash is kept; the token is shown once"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True, comment="set when revoked or replaced; refused from then"),
+    Index("uq_gateway_tokens_token_sha256", "token_sha256", unique=True),
+    Index("ix_gateway_tokens_gateway_id", "gateway_id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+"""Gateway tokens made by ``ekinerja store gateway add|rotate|revoke``; ``[[gateways]]`` in store.toml
+still works beside them."""
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(100), nullable=False, comment="the client id, or the operator at the command line"),
+    Column("action", String(40), nullable=False, comment="e.g. employee.add, leave.add, gateway.rotate"),
+    Column("target", String(200), nullable=False, comment="what was changed: a NIP, a gateway id"),
+    Column("detail", Text(), nullable=False, comment="JSON: the values set, or old and new for a change"),
+    Column("reason", String(500), nullable=True),
+    Index("ix_audit_log_target", "target"),
+    sqlite_autoincrement=True,
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+"""Append-only: written in the transaction of the change it records; no API updates or deletes it."""
+
 feed_locks = Table(
     "feed_locks",
     metadata,

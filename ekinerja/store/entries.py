@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select
 
+from ekinerja.store import audit
 from ekinerja.store.csv_input import (
     CsvRejected,
     RowProblem,
@@ -105,6 +106,7 @@ def add_leave(engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, b
             raise CsvRejected(source, problems)
         if new:
             conn.execute(leave_entries.insert(), [_leave_values(e, by, now) for e in new])
+            audit.record(conn, by, now, [_leave_change(e, source) for e in new])
             for entry in new:
                 for month in months_between(entry.first_day, entry.last_day):
                     mark_stale(conn, [entry.nip], month)
@@ -129,6 +131,13 @@ def add_manual(engine: Engine, entry: ManualEntry, by: str, now: datetime) -> No
             )
         )
         mark_stale(conn, [entry.nip], entry.at.date().replace(day=1))
+        detail = {"at": entry.at, "punch": entry.punch, "approved_by": entry.approved_by}
+        audit.record(conn, by, now, [audit.Change("manual.add", entry.nip, detail, entry.reason)])
+
+
+def _leave_change(entry: LeaveEntry, source: str) -> audit.Change:
+    detail = {"code": entry.code, "first_day": entry.first_day, "last_day": entry.last_day, "source": source}
+    return audit.Change("leave.add", entry.nip, detail | {"approved_by": entry.approved_by}, entry.reason)
 
 
 def _leave_values(entry: LeaveEntry, by: str, now: datetime) -> dict[str, Any]:

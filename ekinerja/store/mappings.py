@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
+from ekinerja.store import audit
 from ekinerja.store.csv_input import CsvRejected
 from ekinerja.store.db import employees, subject_mappings
 from ekinerja.store.punch_input import load_resolver
@@ -31,3 +32,5 @@ def add_mapping(engine: Engine, gateway_id: str, device_id: str, kind: str, valu
         )  # fmt: skip
         affected = {nip} | ({before} if before else set())
         mark_stale(conn, affected)
+        detail = {"gateway_id": gateway_id, "device_id": device_id, kind: value, "before": before}
+        audit.record(conn, by, now, [audit.Change("mapping.add", nip, detail)])

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, literal_column, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from ekinerja.store import audit
 from ekinerja.store.csv_input import (
     CsvRejected,
     RowProblem,
@@ -137,8 +138,8 @@ def read_employees(text: str, source: str) -> tuple[list[tuple[int, EmployeeReco
     return records, table.ignored_columns
 
 
-def import_employees(engine: Engine, text: str, source: str, now: datetime) -> ImportSummary:
-    """Check and apply an employee CSV in one transaction (all or nothing)."""
+def import_employees(engine: Engine, text: str, source: str, by: str, now: datetime) -> ImportSummary:
+    """Check and apply an employee CSV in one transaction (all or nothing), recorded in the audit log as ``by``."""
     records, ignored = read_employees(text, source)
     with engine.begin() as conn:
         existing = {row.nip: row for row in conn.execute(select(employees))}
@@ -152,10 +153,12 @@ def import_employees(engine: Engine, text: str, source: str, now: datetime) -> I
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         touched: set[str] = set()
+        changes: list[audit.Change] = []
         for _line, record in records:
             old = existing.get(record.nip)
             if old is not None and not _changed(old, record):
                 continue
+            changes.append(_audited(old, record, source))
             values = record.values() | {"updated_at": now}
             if old is None:
                 inserts.append(values)
@@ -175,7 +178,15 @@ def import_employees(engine: Engine, text: str, source: str, now: datetime) -> I
         if inserts:
             conn.execute(employees.insert(), inserts)
         mark_stale(conn, touched)
+        audit.record(conn, by, now, changes)
     return ImportSummary(len(inserts), len(updates), len(records) - len(inserts) - len(updates), ignored)
+
+
+def _audited(old: Any, record: EmployeeRecord, source: str) -> audit.Change:
+    if old is None:
+        return audit.Change("employee.add", record.nip, record.values(), source)
+    diff = {name: [getattr(old, name), value] for name, value in record.values().items() if getattr(old, name) != value}
+    return audit.Change("employee.change", record.nip, diff, source)
 
 
 def _changed(old: Any, record: EmployeeRecord) -> bool:

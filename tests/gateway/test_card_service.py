@@ -45,7 +45,7 @@ def register_cards(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         import_employees(
-            engine, "nip,name,unit,zk_user_id,card_uid,active_from\n" + rows, "employees.csv", datetime.now(UTC)
+            engine, "nip,name,unit,zk_user_id,card_uid,active_from\n" + rows, "employees.csv", "test", datetime.now(UTC)
         )
     finally:
         engine.dispose()

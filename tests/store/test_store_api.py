@@ -8,21 +8,21 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from ekinerja.config.store import StoreConfig
 from ekinerja.store.app import create_app
-from ekinerja.store.db import make_engine, punches
+from ekinerja.store.db import make_engine
 from ekinerja.store.feed import read_feed
 from ekinerja.store.ingest import ingest
 from ekinerja.store.schema import upgrade
-from ekinerja.sync.contract import Batch, PunchEvent, Source, Subject, Verify
-from ekinerja.sync.contract import Punch as PunchKind
+from ekinerja.sync.contract import Batch, PunchEvent
+
+from samples import batch_json, make_event, stored_count
 
 TOKEN_A = "token-of-gateway-a"
 TOKEN_B = "token-of-gateway-b"
@@ -35,37 +35,6 @@ CONFIG = StoreConfig.model_validate(
         ]
     }
 )
-START = datetime(2026, 1, 5, 7, 0)
-
-
-def make_event(n: int, gateway: str = "opd-a", **changes: Any) -> PunchEvent:
-    """Punch number ``n``: a fingerprint at a ZK terminal (every third one a card, no serial)."""
-    card = n % 3 == 2
-    fields: dict[str, Any] = {
-        "gateway_id": gateway,
-        "device_id": "pintu-depan",
-        "device_serial": None if card else "CKPJ201960123",
-        "source": Source.PCSC if card else Source.ZK,
-        "verify": Verify.CARD if card else Verify.FINGERPRINT,
-        "subject": Subject(card_uid="04A1B2C3") if card else Subject(zk_user_id=str(1000 + n)),
-        "punch": PunchKind.IN,
-        "device_time": START + timedelta(minutes=n),
-        "timezone": "Asia/Jakarta",
-        "captured_at": datetime(2026, 1, 5, 1, 0, 0, 123456, tzinfo=UTC),
-        "clock_skew_s": None if card else 12.25,
-        "correct_skew": not card,
-    }
-    return PunchEvent.create(**(fields | changes))
-
-
-def batch_json(events: list[PunchEvent], gateway: str = "opd-a") -> Any:
-    """The JSON body a gateway would POST."""
-    return Batch(gateway_id=gateway, sent_at=datetime.now(UTC), events=events).model_dump(mode="json")
-
-
-def stored_count(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(punches)).scalar_one())
 
 
 @pytest.fixture
@@ -198,7 +167,7 @@ def test_non_finite_skew_is_rejected(engine: Engine) -> None:
 def test_healthz_ok(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "schema": "0002"}
+    assert response.json() == {"status": "ok", "database": "ok", "schema": "0003"}
 
 
 def test_healthz_503_before_migration(store_url: str) -> None:

@@ -17,29 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from ekinerja.config.store import StoreConfig
 from ekinerja.store.app import create_app
 from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 
-GATEWAY = {"Authorization": "Bearer gateway-token-opd-1"}
-ADMIN = {"Authorization": "Bearer admin-token-bkd"}
-CORE = {"Authorization": "Bearer reader-token-core"}
-CONFIG = StoreConfig.model_validate(
-    {
-        "gateways": [{"id": "opd-1", "token": "gateway-token-opd-1"}],
-        "clients": [
-            {"id": "bkd-admin", "token": "admin-token-bkd", "can_write": True},
-            {"id": "ekinerja-core", "token": "reader-token-core"},
-        ],
-    }
-)
-ANI, BUDI, CITRA = "198503142010012003", "199001012015031001", "197912312005022002"
-EMPLOYEES = f"""nip,name,unit,zk_user_id,card_uid,active_from,tpp_base
-{ANI},Ani Lestari,Bagian Umum,1001,,2025-01-01,"5.000.000"
-{BUDI},Budi Santoso,Bagian Umum,,04A1B2C3,2025-01-01,
-{CITRA},Citra Dewi,Bidang Aset,1003,,2025-01-01,4000000
-"""
+from samples import ADMIN, ANI, BUDI, CITRA, CONFIG, CORE, EMPLOYEES, GATEWAY, csv_post
 
 
 def punch(user: str | None, when: datetime, kind: Punch, card: str | None = None, device: str = "pintu") -> PunchEvent:
@@ -75,10 +57,6 @@ def daily(client: TestClient, nip: str, first: int, last: int) -> list[dict[str,
     )  # fmt: skip
     assert answer.status_code == 200, answer.text
     return list(answer.json()["days"])
-
-
-def csv_post(client: TestClient, path: str, text: str, headers: dict[str, str] = ADMIN) -> Any:
-    return client.post(path, content=text.encode(), headers=headers | {"Content-Type": "text/csv"})
 
 
 def test_a_month_from_registry_and_punches_to_reports(client: TestClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import subprocess
@@ -11,8 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from ekinerja.store.db import make_engine
+from ekinerja.store.db import audit_log, make_engine
 from ekinerja.store.ingest import ingest
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 
@@ -63,7 +65,11 @@ def test_import_then_report(store: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     engine = make_engine(f"sqlite:///{tmp_path}/store.db")
     ingest(engine, Batch(gateway_id="opd-1", sent_at=datetime.now(UTC), events=[event]), datetime.now(UTC))
+    with engine.connect() as conn:
+        audited = [(r.actor, r.action, r.reason) for r in conn.execute(select(audit_log).order_by(audit_log.c.seq))]
     engine.dispose()
+    me = f"cli:{getpass.getuser()}"
+    assert audited == [(me, "employee.add", str(people))] * 2 + [("operator", "leave.add", "sakit")]
 
     daily = run("report", "daily", "--config", store, "--nip", ANI, "--from", "2026-01-05", "--to", "2026-01-06",
                 cwd=tmp_path)  # fmt: skip

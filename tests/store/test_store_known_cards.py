@@ -25,7 +25,7 @@ def test_cards_of_the_registry_and_of_the_gateways_own_mappings(engine: Engine) 
         f"{ANI},Ani,Umum,1001,04a1b2c3,2025-01-01,\n{BUDI},Budi,Umum,1002,,2025-01-01,\n"
         f"{CITRA},Citra,Umum,1003,04CCCCCC,2020-01-01,2024-12-31\n"  # left: her card no longer greets
     )
-    import_employees(engine, rows, "employees.csv", now)
+    import_employees(engine, rows, "employees.csv", "test", now)
     add_mapping(engine, "opd-a", "kartu", "card_uid", "04112233445566", BUDI, "test")
     add_mapping(engine, "opd-b", "kartu", "card_uid", "04AABBCCDDEEFF001122", BUDI, "test")
     add_mapping(engine, "opd-a", "pintu", "zk_user_id", "77", BUDI, "test")

@@ -39,7 +39,7 @@ def populated(engine: Engine) -> Engine:
     people = "nip,name,unit,zk_user_id,card_uid,active_from\n" + "".join(
         f"{nip},Pegawai {n},Unit {n % 2},{1000 + n},,2025-01-01\n" for n, nip in enumerate(NIPS)
     )
-    import_employees(engine, people, "test", datetime.now(UTC).replace(tzinfo=None))
+    import_employees(engine, people, "test", "test", datetime.now(UTC).replace(tzinfo=None))
     events = [punch(n, datetime(2026, 1, day, hour, 7 * n + day % 5)) for n in range(len(NIPS))
               for day in range(5, 24) for hour in (7, 16)]  # fmt: skip
     ingest(engine, Batch(gateway_id="opd-1", sent_at=datetime.now(UTC), events=events), datetime.now(UTC))
@@ -98,6 +98,6 @@ def test_an_employee_no_longer_active_leaves_the_reports(populated: Engine) -> N
     engine = populated
     month_scoring.score_month_rows(engine, OFFICE, MONTH, None, TODAY)
     people = f"nip,name,unit,zk_user_id,card_uid,active_from\n{NIPS[0]},Pegawai 0,Unit 0,1000,,2026-03-01\n"
-    import_employees(engine, people, "test", datetime.now(UTC).replace(tzinfo=None))
+    import_employees(engine, people, "test", "test", datetime.now(UTC).replace(tzinfo=None))
     month_scoring.rescore_stale(engine, OFFICE)
     assert NIPS[0] not in kept(engine) and len(kept(engine)) == 3

@@ -16,7 +16,7 @@ HEADER = "nip,name,unit,zk_user_id,card_uid,active_from\n"
 
 
 def load(engine: Engine, text: str) -> None:
-    import_employees(engine, HEADER + text, "test.csv", datetime.now(UTC).replace(tzinfo=None))
+    import_employees(engine, HEADER + text, "test.csv", "test", datetime.now(UTC).replace(tzinfo=None))
 
 
 def ids(engine: Engine) -> dict[str, tuple[str | None, str | None]]:

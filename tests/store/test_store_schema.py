@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 
 from ekinerja.store.db import feed_locks, make_engine, metadata
-from ekinerja.store.schema import current_revision, head_revision, upgrade
+from ekinerja.store.schema import alembic_config, current_revision, head_revision, upgrade
 
 
 def test_migrate_from_empty_to_head(store_url: str) -> None:
     engine = make_engine(store_url)
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == head_revision() == "0002"
+        assert upgrade(engine) == head_revision() == "0003"
         assert current_revision(engine) == head_revision()
         with engine.connect() as connection:
             # The migration builds exactly what db.py describes: columns, types, indexes, names.
@@ -26,7 +27,7 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
             assert {"uq_punches_event_id", "ix_punches_subject"} <= indexes
             # The changed-days feed's writers take turns on this row.
             assert connection.execute(select(feed_locks.c.name)).scalars().all() == ["day_changes"]
-        assert upgrade(engine) == "0002"  # a second run changes nothing
+        assert upgrade(engine) == "0003"  # a second run changes nothing
     finally:
         engine.dispose()
 
@@ -37,5 +38,21 @@ def test_upgrade_from_a_url_disposes_its_own_engine(tmp_path: Path) -> None:
     engine = make_engine(url)
     try:
         assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_one_step_and_upgrade_again(store_url: str) -> None:
+    engine = make_engine(store_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0002")
+        assert current_revision(engine) == "0002"
+        with engine.connect() as connection:
+            assert not inspect(connection).has_table("audit_log")
+        assert upgrade(engine) == head_revision()
     finally:
         engine.dispose()
