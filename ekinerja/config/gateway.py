@@ -6,10 +6,12 @@ import codecs
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from ekinerja.config.common import ListenAddressOrAnyPort, Section, ZoneName, resolve_path, without_credentials
+from ekinerja.config.tls import ca_file_problem
 from ekinerja.sync.contract import MAX_BATCH_EVENTS, Identifier, Punch
 
 
@@ -61,6 +63,31 @@ class StoreClientSection(Section):
         le=86400,
         description="With card readers: seconds between fetches of the registry's card list (for 'unknown card').",
     )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate (PEM) the store's HTTPS certificate must chain to; the system's CAs without it.",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _usable_ca(self) -> Self:
+        if self.ca_file is None:
+            return self
+        if not self.url.startswith("https://"):
+            raise ValueError("ca_file is set but url is not https://: set the store's https:// address")
+        problem = ca_file_problem(self.ca_file)
+        if problem is not None:
+            raise ValueError(f"ca_file {str(self.ca_file)!r}: {problem}")
+        return self
+
+    def plain_http_to_remote(self) -> bool:
+        """True when the token and punches would cross a network unencrypted (http:// to another machine)."""
+        host = urlsplit(self.url).hostname or ""
+        return self.url.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1")
 
     def shown_url(self) -> str:
         """The URL without any user:password part, for logs and screens."""

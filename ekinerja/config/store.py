@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ekinerja.config.common import ListenAddress, Section, ZoneName
+from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path
+from ekinerja.config.tls import server_cert_problem
 from ekinerja.sync.contract import Identifier
 
 
@@ -35,6 +37,32 @@ class StoreSection(Section):
         description="The offices' IANA zone for scoring (Asia/Jakarta, Asia/Makassar, Asia/Jayapura); "
         "default: the rule profile's.",
     )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (PEM, the chain after it); relative to this file. "
+        "Without it the store speaks plain HTTP: put it behind a TLS reverse proxy.",
+    )
+    tls_key: Path | None = Field(default=None, description="The certificate's private key (PEM).")
+    tls_key_password: str | None = Field(
+        default=None, description="The key's password if it is encrypted; write ${ENV_NAME}."
+    )
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _usable_tls(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        if self.tls_cert is not None and self.tls_key is not None:
+            problem = server_cert_problem(self.tls_cert, self.tls_key, self.tls_key_password)
+            if problem is not None:
+                raise ValueError(f"tls_cert/tls_key: {problem}")
+        elif self.tls_key_password is not None:
+            raise ValueError("tls_key_password is set without tls_cert and tls_key")
+        return self
 
 
 class GatewayCredential(Section):

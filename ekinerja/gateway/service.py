@@ -130,7 +130,13 @@ class GatewayService:
         from ekinerja.sync.push import PushClient
 
         store = self.config.store
-        return PushClient(store.url, store.token, self.config.gateway.id, store.timeout_s)
+        if store.plain_http_to_remote():
+            log.warning(
+                "the store is at a plain http:// address on another machine (%s): this gateway's token and punches "
+                "cross the network unencrypted; use its https:// address (and [store] ca_file for a private CA)",
+                store.shown_url(),
+            )
+        return PushClient(store.url, store.token, self.config.gateway.id, store.timeout_s, store.ca_file)
 
     @functools.cached_property
     def pusher(self) -> Pusher:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ekinerja.config.common import split_listen
 from ekinerja.config.loader import ConfigError, load_model
-from ekinerja.config.store import StoreConfig
+from ekinerja.config.store import StoreConfig, StoreSection
 from ekinerja.errors import OperatorError
 from ekinerja.store import cli_attendance, cli_gateways
 from ekinerja.store.app import create_app
@@ -90,8 +90,9 @@ def serve_command(args: argparse.Namespace) -> int:
             return EXIT_NOT_MIGRATED
         host, port = split_listen(config.store.listen)
         office = Office.from_config(config, args.config.parent)
-        log.info("serving %s (schema %s) on %s:%d", describe_url(engine.url), revision, host, port)
-        return run_server(create_app(config, engine, office=office), host, port)
+        scheme = "https" if config.store.tls_cert else "http"
+        log.info("serving %s (schema %s) on %s://%s:%d", describe_url(engine.url), revision, scheme, host, port)
+        return run_server(create_app(config, engine, office=office), host, port, config.store)
     except DatabaseUnavailable as exc:
         print(f"ekinerja store serve: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -157,8 +158,10 @@ def _guarded(engine: Engine, action: Callable[[], T]) -> T:
         raise DatabaseUnavailable(f"cannot use the {where}: {db_error_message(exc, engine.url)}") from None
 
 
-def run_server(app: FastAPI, host: str, port: int) -> int:
+def run_server(app: FastAPI, host: str, port: int, tls: StoreSection | None = None) -> int:
     """Serve ``app`` with uvicorn (one worker, see ingest's ordering note); 0 after a clean stop.
+
+    With ``tls`` naming a certificate and key (checked when the config was loaded), it serves HTTPS.
 
     uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
     handler that would kill the process and hide the clean shutdown, so a no-op handler is in place.
@@ -172,7 +175,12 @@ def run_server(app: FastAPI, host: str, port: int) -> int:
 
     previous = signal.signal(signal.SIGTERM, remember)
     try:
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False)).run()
+        cert, key = (tls.tls_cert, tls.tls_key) if tls is not None else (None, None)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, server_header=False,
+            ssl_certfile=cert, ssl_keyfile=key, ssl_keyfile_password=tls.tls_key_password if tls else None,
+        )  # fmt: skip
+        uvicorn.Server(config).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
     log.info("store stopped%s", " (SIGTERM)" if stopped_by else "")

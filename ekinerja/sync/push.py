@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -94,7 +96,7 @@ class PushClient:
     """Posts batches to the store's ``/v1/punches`` with the gateway's bearer token."""
 
     def __init__(
-        self, url: str, token: str, gateway_id: str, timeout_s: float = 15.0, verify: bool | str = True
+        self, url: str, token: str, gateway_id: str, timeout_s: float = 15.0, ca_file: Path | None = None
     ) -> None:
         self.gateway_id = gateway_id
         self._url = url.rstrip("/") + "/v1/punches"
@@ -103,7 +105,8 @@ class PushClient:
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            verify=verify,
+            # Without a CA file, the system's CAs (httpx's default) verify an https:// store.
+            verify=ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True,
         )
 
     def close(self) -> None:

@@ -29,8 +29,9 @@ from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.gateway.mqtt_bridge import DEVICE_FIELDS, SUMMARY_FIELDS, MqttBridge
 from ekinerja.gateway.service import GatewayService
 
-from mosquitto import PASSWORD, USER, Mosquitto, Requester, Subscriber, make_test_ca
+from mosquitto import PASSWORD, USER, Mosquitto, Requester, Subscriber
 from stack import make_events, read_whole_feed, running, store_server, wait_for, write_gateway_toml
+from throwaway_ca import make_test_ca
 
 TOKEN = "mqtt-test-token-1"
 BASE = "ekinerja/opd-1"
