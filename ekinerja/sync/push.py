@@ -31,6 +31,11 @@ log = logging.getLogger("ekinerja.sync.push")
 class StoreUnavailable(Exception):
     """The store could not be reached or failed; the batch stays pending and is retried later."""
 
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """How long the store asked to be left alone (its Retry-After), if it said."""
+
 
 class StoreRefused(Exception):
     """The store refused this gateway (token, gateway id): an operator must fix the config."""
@@ -85,6 +90,7 @@ class DrainReport:
     rejected: int = 0
     seconds: float = 0.0
     error: str | None = None
+    retry_after_s: float | None = None  # the store asked for this much quiet (503 or 429 with Retry-After)
 
 
 _EVENT_LOC = re.compile(r"^\d+$")
@@ -140,7 +146,7 @@ class PushClient:
             )
         if response.status_code == 422:
             return _reject_invalid(batch, response)
-        raise StoreUnavailable(f"store answered {response.status_code}: {_detail(response)}")
+        raise StoreUnavailable(f"store answered {response.status_code}: {_detail(response)}", _retry_after(response))
 
     def probe(self) -> str | None:
         """Whether the store answers: None when its ``/healthz`` says 200, else what went wrong."""
@@ -168,6 +174,12 @@ class PushClient:
             raise StoreUnavailable(
                 f"{without_credentials(self._cards_url)} answered {response.status_code} without a card list"
             ) from None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header in seconds (the form the store and proxies send), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() and response.status_code in (429, 503) else None
 
 
 def _detail(response: httpx.Response) -> str:
@@ -230,6 +242,7 @@ def drain(buffer: BufferLike, client: PushClient, batch_size: int) -> DrainRepor
                 outcome = sending.result()
             except (StoreUnavailable, StoreRefused) as exc:
                 report.error = str(exc)
+                report.retry_after_s = getattr(exc, "retry_after_s", None)
                 break
             judged = len(outcome.stored) + len(outcome.rejected)
             if judged == 0:
@@ -286,7 +299,8 @@ class Pusher:
             self._probed_at = time.monotonic()
             report.error = self.client.probe()
         if report.error:
-            delay = self.backoff.failed()
+            # A store that says how long it needs is given that, up to the longest backoff.
+            delay = self.backoff.failed(at_least_s=min(report.retry_after_s or 0.0, self.backoff.max_s))
             if report.error != self.last_error:
                 log.warning(
                     "push failed: %s; pending punches stay in the buffer, retry in %.0f s",
