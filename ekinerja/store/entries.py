@@ -79,9 +79,16 @@ def leave_from_row(row: dict[str, str], codes: Collection[str]) -> LeaveEntry:
 
 
 def import_leave(engine: Engine, text: str, source: str, codes: Collection[str], by: str, now: datetime) -> int:
-    """Check and apply a leave CSV in one transaction; returns how many entries were new."""
+    """Check and apply a leave CSV in one transaction; returns how many entries were new.
+
+    A refused file names every bad line at once: rows that cannot be read, and rows that clash with
+    the registry or with leave already stored.
+    """
     table = read_table(text, source, LEAVE_COLUMNS)
     rows, problems = convert_rows(table, lambda row: leave_from_row(row, codes))
+    if problems:
+        with engine.connect() as conn:
+            problems += _checked_leave(conn, rows)[1]
     reject_if(source, table, problems)
     return add_leave(engine, rows, source, by, now)
 
@@ -89,19 +96,7 @@ def import_leave(engine: Engine, text: str, source: str, codes: Collection[str],
 def add_leave(engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, by: str, now: datetime) -> int:
     """Store leave entries (all or nothing); ``rows`` carry the line (or position) each came from."""
     with engine.begin() as conn:
-        problems = _unknown_nips(conn, rows)
-        stored = _stored_leave(conn, {e.nip for _line, e in rows})
-        new: list[LeaveEntry] = []
-        for line, entry in rows:
-            if entry in stored[entry.nip]:
-                continue
-            clash = next((o for o in [*stored[entry.nip], *new] if _overlap(o, entry) and o.nip == entry.nip), None)
-            if clash is not None:
-                problems.append(
-                    f"line {line}: {entry.code} {entry.first_day}..{entry.last_day} overlaps "
-                    f"{clash.code} {clash.first_day}..{clash.last_day} of NIP {entry.nip}"
-                )
-            new.append(entry)
+        new, problems = _checked_leave(conn, rows)
         if problems:
             raise CsvRejected(source, problems)
         if new:
@@ -111,6 +106,24 @@ def add_leave(engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, b
                 for month in months_between(entry.first_day, entry.last_day):
                     mark_stale(conn, [entry.nip], month)
     return len(new)
+
+
+def _checked_leave(conn: Connection, rows: list[tuple[int, LeaveEntry]]) -> tuple[list[LeaveEntry], list[str]]:
+    """The entries not stored yet, and a problem for each unknown NIP or overlap."""
+    problems = _unknown_nips(conn, rows)
+    stored = _stored_leave(conn, {e.nip for _line, e in rows})
+    new: list[LeaveEntry] = []
+    for line, entry in rows:
+        if entry in stored[entry.nip]:
+            continue
+        clash = next((o for o in [*stored[entry.nip], *new] if _overlap(o, entry) and o.nip == entry.nip), None)
+        if clash is not None:
+            problems.append(
+                f"line {line}: {entry.code} {entry.first_day}..{entry.last_day} overlaps "
+                f"{clash.code} {clash.first_day}..{clash.last_day} of NIP {entry.nip}"
+            )
+        new.append(entry)
+    return new, problems
 
 
 def add_manual(engine: Engine, entry: ManualEntry, by: str, now: datetime) -> None:

@@ -91,3 +91,28 @@ def test_hostile_queries_are_refused(client: TestClient, query: str) -> None:
     answer = client.get(f"/v1/audit?{query}", headers=ADMIN)
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_a_leave_file_with_bad_rows_names_each_and_applies_none(client: TestClient) -> None:
+    csv_post(client, "/v1/employees", EMPLOYEES)
+    rows = [
+        f"{ANI},CT,2026-01-07,2026-01-08,cuti tahunan,Kepala Dinas",  # valid, and must not be applied alone
+        f"{BUDI},XX,2026-01-07,2026-01-07,entah,Kepala Dinas",
+        f"{BUDI},CS,2026-01-09,2026-01-08,sakit,Kepala Dinas",
+        f"{BUDI},CS,2026-02-30,2026-03-01,sakit,Kepala Dinas",
+        f"{BUDI},CS,2026-01-12,2026-01-12,,Kepala Dinas",
+        f"{BUDI},CS,2026-01-13,2026-01-13,sakit,",
+        "200001012020011001,CS,2026-01-14,2026-01-14,sakit,Kepala Dinas",
+        f"{ANI},DL,2026-01-08,2026-01-09,dinas luar,Kepala Dinas",
+    ]
+    answer = csv_post(client, "/v1/leave", "nip,code,start,end,reason,approved_by\n" + "\n".join(rows) + "\n")
+    assert answer.status_code == 422
+    problems = answer.json()["detail"]["problems"]
+    assert answer.json()["detail"]["message"] == "nothing was applied"
+    expected_lines = ["line 3:", "line 4:", "line 5:", "line 6:", "line 7:", "line 8:", "line 9:"]
+    for line in expected_lines:
+        assert any(p.startswith(line) for p in problems), f"{line} not named in {problems}"
+    assert not any(p.startswith("line 2:") for p in problems)
+    assert any("overlaps" in p for p in problems) and "line 6: reason is empty" in problems
+    assert audit(client, target=ANI) == [next(r for r in audit(client) if r["target"] == ANI)], "no leave applied"
+    assert [r["action"] for r in audit(client)] == ["employee.add"] * 3
