@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
@@ -89,6 +89,10 @@ def writer(client: Annotated[Client, Depends(reader)]) -> Client:
         raise HTTPException(403, f"client {client.id!r} may read only (can_write = false in store.toml)")
     return client
 
+
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""Free text in a query: no control characters (PostgreSQL refuses a NUL outright, with a 500)."""
+Unit = Annotated[str | None, Query(max_length=200, pattern=PRINTABLE, description="only this unit")]
 
 Reader = Annotated[Client, Depends(reader)]
 Writer = Annotated[Client, Depends(writer)]

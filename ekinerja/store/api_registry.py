@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from ekinerja.store import audit, entries, registry
-from ekinerja.store.api_deps import Reader, State, Writer
+from ekinerja.store.api_deps import PRINTABLE, Reader, State, Unit, Writer
 from ekinerja.store.csv_input import CsvRejected
 from ekinerja.store.mappings import add_mapping
 from ekinerja.store.punch_input import unmatched
-from ekinerja.sync.contract import CardUid
+from ekinerja.sync.contract import CardUid, Identifier
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
@@ -50,9 +50,7 @@ async def _apply(action: Callable[[], T]) -> T:
 
 
 @router.get("/employees")
-def get_employees(
-    state: State, _client: Reader, unit: Annotated[str | None, Query(max_length=200)] = None
-) -> dict[str, Any]:
+def get_employees(state: State, _client: Reader, unit: Unit = None) -> dict[str, Any]:
     """The registry, by NIP."""
     return {"employees": [e.values() for e in registry.list_employees(state.engine, unit)]}
 
@@ -84,8 +82,8 @@ class ManualAttendance(BaseModel):
     nip: str = Field(pattern=r"^\d{18}$", description="the employee's NIP")
     at: datetime = Field(description="the office's wall-clock time, e.g. 2026-01-05T07:25:00 (no offset)")
     punch: Literal["in", "out"] = Field(description="in or out")
-    reason: str = Field(min_length=3, max_length=500, description="why the device has no record")
-    approved_by: str = Field(min_length=2, max_length=100, description="who approved it")
+    reason: str = Field(min_length=3, max_length=500, pattern=PRINTABLE, description="why the device has no record")
+    approved_by: str = Field(min_length=2, max_length=100, pattern=PRINTABLE, description="who approved it")
 
     @model_validator(mode="after")
     def _naive(self) -> Self:
@@ -108,8 +106,8 @@ class Mapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gateway_id: str = Field(min_length=1, max_length=64, description="the gateway's id")
-    device_id: str = Field(min_length=1, max_length=64, description="the device's id in that gateway's config")
+    gateway_id: Identifier = Field(description="the gateway's id")
+    device_id: Identifier = Field(description="the device's id in that gateway's config")
     zk_user_id: str | None = Field(default=None, min_length=1, max_length=24, pattern=r"^[ -~]+$")
     card_uid: CardUid | None = None
     nip: str = Field(pattern=r"^\d{18}$", description="the employee's NIP")
@@ -153,7 +151,9 @@ def get_audit(
     _client: Writer,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="last seq already read; 0 from the start")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="most records per page")] = 200,
-    target: Annotated[str | None, Query(max_length=200, description="only changes to this NIP or gateway")] = None,
+    target: Annotated[
+        str | None, Query(max_length=200, pattern=PRINTABLE, description="only changes to this NIP or gateway")
+    ] = None,
 ) -> dict[str, Any]:
     """Who changed what, when and why, in order (registry, leave, manual attendance, mappings, tokens).
 

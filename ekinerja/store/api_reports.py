@@ -13,13 +13,12 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
 from ekinerja.store import reports
-from ekinerja.store.api_deps import Reader, State
+from ekinerja.store.api_deps import Reader, State, Unit
 from ekinerja.store.reports import MAX_CHANGES, Report, ReportRequestError
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
-Unit = Annotated[str | None, Query(max_length=200, description="only this unit")]
 _NIP = r"^\d{18}$"
 _MONTH = re.compile(r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$")
 

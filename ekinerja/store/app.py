@@ -32,7 +32,7 @@ from ekinerja.store.api_deps import State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
 from ekinerja.store.attendance import Office, mark_arrived
 from ekinerja.store.auth import ClientAuth, GatewayAuth
-from ekinerja.store.db import db_error_message, make_engine
+from ekinerja.store.db import db_error_message, describe_url, durability_problems, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest
 from ekinerja.store.known_cards import known_card_uids
@@ -83,6 +83,7 @@ def create_app(
             len(state.auth),
             len(state.clients),
         )
+        _warn_if_not_durable(state.engine)
         stop = threading.Event()
         rescorer = threading.Thread(target=_rescore_loop, args=(state, stop), name="rescore", daemon=True)
         rescorer.start()
@@ -109,6 +110,17 @@ def create_app(
     app.include_router(api_reports.router)
     app.include_router(api_registry.router)
     return app
+
+
+def _warn_if_not_durable(engine: Engine) -> None:
+    """Say at start when the database can lose acknowledged commits (see db.durability_problems)."""
+    try:
+        problems = durability_problems(engine)
+    except SQLAlchemyError as exc:  # unreachable right now: requests will say so
+        log.warning("database settings not checked: %s", db_error_message(exc))
+        return
+    for problem in problems:
+        log.warning("%s: %s", describe_url(engine.url), problem)
 
 
 RESCORE_INTERVAL_S = 15.0
@@ -189,8 +201,11 @@ def healthz(state: State) -> JSONResponse:
     return JSONResponse(health.model_dump(by_alias=True, exclude_none=True))
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("database unavailable: %s", db_error_message(exc))
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Which request failed tells the operator what the outage cost (pushes retry, reads fail).
+    log.error(
+        "database unavailable, answered 503 to %s %s: %s", request.method, request.url.path, db_error_message(exc)
+    )
     return JSONResponse(
         {"detail": "the store's database is unavailable; retry later"}, status_code=503, headers={"Retry-After": "10"}
     )

@@ -302,6 +302,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def durability_problems(engine: Engine) -> list[str]:
+    """Database settings under which a commit the store acknowledged can still be lost, one line each.
+
+    A gateway forgets a punch once the store acknowledges it, so a lost commit is a lost punch. SQLite
+    is set up by :func:`make_engine`; the server databases are asked for their settings.
+    """
+    backend = engine.dialect.name
+    with engine.connect() as conn:
+        if backend == "postgresql":
+            synchronous_commit = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+            fsync = conn.exec_driver_sql("SHOW fsync").scalar()
+            return _postgres_durability(synchronous_commit, fsync)
+        if backend in ("mysql", "mariadb"):
+            flush = conn.exec_driver_sql("SELECT @@innodb_flush_log_at_trx_commit").scalar()
+            return _mysql_durability(int(flush) if flush is not None else 1)
+    return []
+
+
+def _postgres_durability(synchronous_commit: object, fsync: object) -> list[str]:
+    problems = []
+    if synchronous_commit == "off":
+        problems.append(
+            "synchronous_commit is off: a crash of the database server loses the last commits, punches the "
+            "gateways were told are stored; set synchronous_commit = on"
+        )
+    if fsync == "off":
+        problems.append("fsync is off: a power cut or system crash can lose or corrupt stored punches; set fsync = on")
+    return problems
+
+
+def _mysql_durability(flush: int) -> list[str]:
+    if flush == 1:
+        return []
+    crash = "a crash of the database server" if flush == 0 else "a power cut or system crash"
+    return [
+        f"innodb_flush_log_at_trx_commit is {flush}: {crash} loses up to a second of commits, punches the "
+        "gateways were told are stored; set innodb_flush_log_at_trx_commit = 1"
+    ]
+
+
 def describe_url(url: str | URL) -> str:
     """The database's location for messages and logs: never the password."""
     parsed = make_url(url)
