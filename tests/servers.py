@@ -83,7 +83,10 @@ def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
 class PostgresServer:
     """A PostgreSQL cluster run as the ``postgres`` user (it refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # durable: commits reach the kernel before they are acknowledged, so a crashed server (not
+        # a crashed machine) loses none; the shared test server trades that for speed.
+        self.durable = durable
         candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
         self.bin = Path(candidates[-1]) if candidates else Path("/usr/lib/postgresql/missing/bin")
         _require(str(self.bin / "postgres"), f"PostgreSQL server (postgres under {self.bin})")
@@ -98,21 +101,36 @@ class PostgresServer:
 
     def start(self) -> None:
         """initdb, start ``postgres`` in the foreground, create the test role."""
-        data, log = self.dir / "data", self.dir / "postgres.log"
         subprocess.run(
             [self.bin / "initdb", "--no-sync", "--auth-host=scram-sha-256", "--auth-local=trust",
-             "-U", "postgres", "-E", "UTF8", "--locale=C", "-D", data],
+             "-U", "postgres", "-E", "UTF8", "--locale=C", "-D", self.dir / "data"],
             check=True, capture_output=True, **self._owner,
         )  # fmt: skip
-        with open(log, "wb") as out:
+        self.launch()
+        self.admin(f"CREATE ROLE {USER} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
+
+    def launch(self) -> None:
+        """Start ``postgres`` on the existing data folder and port; return once it answers."""
+        log = self.dir / "postgres.log"
+        commit = "on" if self.durable else "off"
+        with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [self.bin / "postgres", "-D", data, "-p", str(self.port), "-k", self.dir,
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                [self.bin / "postgres", "-D", self.dir / "data", "-p", str(self.port), "-k", self.dir,
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", f"synchronous_commit={commit}",
                  "-c", "full_page_writes=off"],
                 stdout=out, stderr=subprocess.STDOUT, **self._owner,
             )  # fmt: skip
         _wait_until(lambda: bool(self.admin("SELECT 1")), self.proc, log, "PostgreSQL")
-        self.admin(f"CREATE ROLE {USER} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
+
+    def halt(self, *, crash: bool = False) -> None:
+        """Stop the server, keeping its data for :meth:`launch`.
+
+        ``crash``: immediate shutdown (SIGQUIT), as after a crash: clients are cut off and the next
+        start runs crash recovery. Otherwise a fast shutdown (SIGINT), as a service restart does.
+        """
+        if self.proc is not None:
+            _stop(self.proc, signal.SIGQUIT if crash else signal.SIGINT)
+            self.proc = None
 
     def admin(self, sql: str) -> bool:
         """Run one statement as the superuser over the Unix socket (autocommit)."""
@@ -142,7 +160,10 @@ class PostgresServer:
 class MariaDBServer:
     """A MariaDB server; as root it must be told ``--user=root``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # durable: the redo log reaches the kernel at every commit, so a killed server (not a
+        # crashed machine) loses no acknowledged commit; the shared test server flushes once a second.
+        self.durable = durable
         self.mariadbd = _require(shutil.which("mariadbd", path=f"/usr/sbin:{os.environ.get('PATH', '')}"),
                                  "MariaDB server (mariadbd)")  # fmt: skip
         self.install_db = _require(shutil.which("mariadb-install-db"), "mariadb-install-db")
@@ -154,22 +175,35 @@ class MariaDBServer:
 
     def start(self) -> None:
         """Install the system tables, start ``mariadbd``, create the test user."""
-        data, log = self.dir / "data", self.dir / "mariadb.log"
         subprocess.run(
-            [self.install_db, "--no-defaults", f"--user={self._user}", f"--datadir={data}",
+            [self.install_db, "--no-defaults", f"--user={self._user}", f"--datadir={self.dir / 'data'}",
              "--auth-root-authentication-method=socket", "--skip-test-db", "--innodb-log-file-size=16M"],
             check=True, capture_output=True,
         )  # fmt: skip
-        with open(log, "wb") as out:
+        self.launch()
+        self.admin(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+
+    def launch(self) -> None:
+        """Start ``mariadbd`` on the existing data folder and port; return once it answers."""
+        log = self.dir / "mariadb.log"
+        flush = 2 if self.durable else 0
+        with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [self.mariadbd, "--no-defaults", f"--user={self._user}", f"--datadir={data}",
+                [self.mariadbd, "--no-defaults", f"--user={self._user}", f"--datadir={self.dir / 'data'}",
                  f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
-                 "--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-dump-at-shutdown=0",
+                 f"--innodb-flush-log-at-trx-commit={flush}", "--innodb-buffer-pool-dump-at-shutdown=0",
                  "--innodb-buffer-pool-load-at-startup=0", "--skip-log-bin"],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         _wait_until(lambda: self.admin("SELECT 1"), self.proc, log, "MariaDB")
-        self.admin(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'")
+
+    def halt(self, *, crash: bool = False) -> None:
+        """Stop the server, keeping its data for :meth:`launch`: SIGKILL with ``crash`` (the next
+        start recovers from the redo log), else a clean SIGTERM shutdown as a service restart does.
+        """
+        if self.proc is not None:
+            _stop(self.proc, signal.SIGKILL if crash else signal.SIGTERM)
+            self.proc = None
 
     def admin(self, sql: str) -> bool:
         """Run one statement as root over the Unix socket (socket authentication)."""

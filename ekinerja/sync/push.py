@@ -289,6 +289,25 @@ class Pusher:
         self.last_contact: datetime | None = None  # the store last answered (a push or a probe)
         self._probed_at = 0.0
 
+    def _answered(self, report: DrainReport) -> None:
+        """The store answered (at least one batch, or the probe): any outage is over."""
+        if self.last_error:
+            log.info("store reachable again; push resumed")
+        self.backoff.succeeded()
+        self.last_error = None
+        self.unreachable_since = None
+        self.last_contact = datetime.now(UTC)
+        if report.batches:
+            self.last_success = self.last_contact
+
+    def _failed(self, report: DrainReport) -> None:
+        # A store that says how long it needs is given that, up to the longest backoff.
+        delay = self.backoff.failed(at_least_s=min(report.retry_after_s or 0.0, self.backoff.max_s))
+        if report.error != self.last_error:
+            log.warning("push failed: %s; pending punches stay in the buffer, retry in %.0f s", report.error, delay)
+        self.last_error = report.error
+        self.unreachable_since = self.unreachable_since or datetime.now(UTC)
+
     def run_once(self) -> DrainReport | None:
         """One scheduled run; returns None when waiting out a backoff."""
         if not self.backoff.ready():
@@ -298,26 +317,10 @@ class Pusher:
             # Nothing to send says nothing of the store: ask it, so an idle night still shows it down.
             self._probed_at = time.monotonic()
             report.error = self.client.probe()
+        if report.batches or not report.error:
+            self._answered(report)  # before a failure later in the same pass: each outage is its own
         if report.error:
-            # A store that says how long it needs is given that, up to the longest backoff.
-            delay = self.backoff.failed(at_least_s=min(report.retry_after_s or 0.0, self.backoff.max_s))
-            if report.error != self.last_error:
-                log.warning(
-                    "push failed: %s; pending punches stay in the buffer, retry in %.0f s",
-                    report.error,
-                    delay,
-                )
-            self.last_error = report.error
-            self.unreachable_since = self.unreachable_since or datetime.now(UTC)
-        else:
-            if self.last_error:
-                log.info("store reachable again; push resumed")
-            self.backoff.succeeded()
-            self.last_error = None
-            self.unreachable_since = None
-            self.last_contact = datetime.now(UTC)
-            if report.batches:
-                self.last_success = self.last_contact
+            self._failed(report)
         if report.batches:
             log.info(
                 "pushed %d batch(es): %d accepted, %d duplicate, %d rejected",
