@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.parser import text_string_to_metric_families
 
 from servers import SETUP_HINT, free_port
 from throwaway_ca import make_test_ca
@@ -75,35 +77,57 @@ class Mosquitto:
     """A broker this test controls: start, stop (SIGTERM), kill (SIGKILL), start again on the same port.
 
     With ``tls``, a second listener on ``tls_port`` serves TLS with a certificate from a throwaway
-    CA (``ca_file``), under the same password file.
+    CA (``ca_file``), under the same password file. ``users`` ({name: password}) are added beside
+    the default :data:`USER`; ``acl_file`` (a copy of it) restricts what each user may publish and read.
+    A test may rewrite ``conf`` before :meth:`start` (to load a shipped config with these files).
     """
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, users: dict[str, str] | None = None, acl_file: Path | None = None) -> None:
         _require()
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="ekinerja-mosquitto-"))
         self.log = self.folder / "mosquitto.log"
-        passwords = self.folder / "passwords"
-        subprocess.run([MOSQUITTO_PASSWD, "-c", "-b", str(passwords), USER, PASSWORD], check=True, capture_output=True)
-        passwords.chmod(0o600)
+        self.password_file = self.folder / "passwords"
+        self._add_users({USER: PASSWORD} | (users or {}))
         self.conf = self.folder / "mosquitto.conf"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {self.password_file}\n"
             "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
             "log_type information\nconnection_messages true\n"
         )
+        self.acl_file: Path | None = None
+        if acl_file is not None:  # a copy the mosquitto user can read (the original may sit in a 0700 folder)
+            self.acl_file = self.folder / "acl"
+            shutil.copyfile(acl_file, self.acl_file)
+            with self.conf.open("a") as conf:
+                conf.write(f"acl_file {self.acl_file}\n")
         self.tls_port: int | None = None
         self.ca_file: Path | None = None
+        self.cert_file: Path | None = None
+        self.key_file: Path | None = None
         if tls:
-            self.ca_file, cert, key = make_test_ca(self.folder)
+            self.ca_file, self.cert_file, self.key_file = make_test_ca(self.folder)
             self.tls_port = free_port()
             with self.conf.open("a") as conf:
                 conf.write(
-                    f"listener {self.tls_port} 127.0.0.1\ncafile {self.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
+                    f"listener {self.tls_port} 127.0.0.1\ncafile {self.ca_file}\ncertfile {self.cert_file}\n"
+                    f"keyfile {self.key_file}\n"
                 )
-            _give_to_mosquitto(cert, key, self.ca_file)
-        _give_to_mosquitto(self.folder, passwords, self.conf)
+            _give_to_mosquitto(self.cert_file, self.key_file, self.ca_file)
+        _give_to_mosquitto(self.folder, self.password_file, self.conf, *filter(None, [self.acl_file]))
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _add_users(self, users: dict[str, str]) -> None:
+        """Write the password file: ``mosquitto_passwd -b`` once per user (``-c`` makes it afresh)."""
+        create = ["-c"]
+        for user, password in users.items():
+            subprocess.run(
+                [MOSQUITTO_PASSWD, *create, "-b", str(self.password_file), user, password],
+                check=True,
+                capture_output=True,
+            )
+            create = []
+        self.password_file.chmod(0o600)
 
     @property
     def running(self) -> bool:
@@ -171,9 +195,11 @@ class Message:
 class Subscriber:
     """``mosquitto_sub`` on ``topic`` in a subprocess; collects what it prints (it reconnects by itself)."""
 
-    def __init__(self, broker: Mosquitto, topic: str = "ekinerja/#", password: str = PASSWORD) -> None:
+    def __init__(
+        self, broker: Mosquitto, topic: str = "ekinerja/#", password: str = PASSWORD, *, user: str = USER
+    ) -> None:
         command = [MOSQUITTO_SUB, "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(broker.port)]
-        command += ["-u", USER, "-P", password, "-q", "1", "-t", topic, "-F", "%t %r %p"]
+        command += ["-u", user, "-P", password, "-q", "1", "-t", topic, "-F", "%t %r %p"]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: list[Message] = []
         self._lock = threading.Lock()
@@ -223,14 +249,14 @@ class Subscriber:
 class Requester:
     """A separate paho client that sends commands (MQTT v5 properties) and collects the answers."""
 
-    def __init__(self, broker: Mosquitto, base: str) -> None:
+    def __init__(self, broker: Mosquitto, base: str, *, user: str = USER, password: str = PASSWORD) -> None:
         self.base = base
         self.answers: dict[str, list[tuple[dict[str, Any], bytes | None]]] = {}
         self._changed = threading.Condition()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
         )
-        self.client.username_pw_set(USER, PASSWORD)
+        self.client.username_pw_set(user, password)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
@@ -276,3 +302,24 @@ class Requester:
         """Disconnect."""
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def mqtt_table(port: int, user: str = USER, password: str = PASSWORD, **extra: object) -> str:
+    """A gateway.toml ``[mqtt]`` table for a broker on 127.0.0.1:``port`` (``extra``: more keys, as TOML)."""
+    lines = ['host = "127.0.0.1"', f"port = {port}", f'username = "{user}"', f'password = "{password}"']
+    lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
+    return "\n[mqtt]\n" + "\n".join(lines) + "\n"
+
+
+def link_metrics(web_url: str) -> dict[str, float]:
+    """The gateway's MQTT link as its /metrics shows it: ``connected`` (1 or 0) and ``connects`` so far."""
+    text = httpx.get(f"{web_url}/metrics", timeout=10).raise_for_status().text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ekinerja_gateway_mqtt_connected":
+                found["connected"] = sample.value
+            elif sample.name == "ekinerja_gateway_mqtt_connects_total":
+                found["connects"] = sample.value
+    assert set(found) == {"connected", "connects"}, f"no MQTT link in the gateway's /metrics: {found}"
+    return found

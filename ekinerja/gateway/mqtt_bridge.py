@@ -9,7 +9,8 @@ Topics (under ``base_topic``, ekinerja/<gateway id> by default; ARCHITECTURE.md 
 paho runs the connection in its own thread and retries a broker that is down or refuses with
 backoff; state is published from the bridge's own thread and commands run in a worker, so a slow
 or absent broker never holds up punching or syncing: whatever cannot be sent now is skipped and
-the state caught up on the next connect.
+the state caught up on the next connect. The link itself is in the gateway's /metrics
+(``ekinerja_gateway_mqtt_connected`` and ``..._mqtt_connects_total``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +33,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ekinerja.gateway import commands
+from ekinerja.gateway.metrics import PREFIX
 from ekinerja.gateway.whole_file import write_whole
 
 if TYPE_CHECKING:
@@ -134,6 +138,24 @@ def _reason(reason_code: Any) -> str:
     return str(getattr(reason_code, "getName", lambda: reason_code)())
 
 
+class LinkMetrics(Collector):
+    """The bridge's link in the gateway's /metrics, read at each scrape."""
+
+    def __init__(self, bridge: MqttBridge) -> None:
+        self.bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        """Connected now (1 or 0), and the connections made since the gateway started."""
+        where = [self.bridge.where]
+        up = GaugeMetricFamily(f"{PREFIX}_mqtt_connected", "1 while connected to the MQTT broker", labels=["broker"])
+        up.add_metric(where, 1.0 if self.bridge.connected else 0.0)
+        connects = CounterMetricFamily(
+            f"{PREFIX}_mqtt_connects", "Connections to the MQTT broker since the gateway started", labels=["broker"]
+        )
+        connects.add_metric(where, self.bridge.connects)
+        yield from (up, connects)
+
+
 class MqttBridge:
     """One gateway's MQTT connection; see the module docstring. ``start()`` once, ``stop()`` once."""
 
@@ -145,6 +167,9 @@ class MqttBridge:
         self.base = settings.topic_base(self.gateway_id)
         self.where = f"{settings.host}:{settings.port}"
         self.state_publishes = 0  # full state publications so far (for tests and diagnostics)
+        self.connects = 0  # connections accepted by the broker so far (in /metrics)
+        self._refused_told = False  # a refused publish was logged on this connection
+        self._metrics = LinkMetrics(self)
         self._link = "starting"  # the last logged: connected, refused: <why>, or down (lost or unreachable)
         self._stop = threading.Event()
         self._online = threading.Event()  # connected and said online: state and punches may go out
@@ -170,14 +195,21 @@ class MqttBridge:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def topic(self, name: str) -> str:
         """The full topic of ``name`` under the base topic."""
         return f"{self.base}/{name}"
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker accepted us and has not been lost since."""
+        return self._online.is_set() and self.client.is_connected()
+
     def start(self) -> None:
         """Connect in the background (retried with backoff) and start publishing state."""
+        self.service.metrics.registry.register(self._metrics)
         self.service.on_punches = self.punches
         self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
         self.client.loop_start()
@@ -205,6 +237,8 @@ class MqttBridge:
         stopper.start()  # loop_stop waits without a timeout for a connect in progress
         for thread in (stopper, *self._threads):
             thread.join(STOP_WAIT_S)
+        with contextlib.suppress(KeyError):  # never started
+            self.service.metrics.registry.unregister(self._metrics)
 
     def _note(self, link: str, level: int, message: str, *args: object) -> None:
         """Log a change of the link once, not at every retry."""
@@ -218,6 +252,8 @@ class MqttBridge:
             self._note(f"refused: {why}", logging.WARNING, "MQTT: broker %s refused us: %s; retrying", self.where, why)
             return
         self._note("connected", logging.INFO, "MQTT: connected to %s, publishing under %s", self.where, self.base)
+        self.connects += 1
+        self._refused_told = False
         client.publish(self.topic("bridge/state"), "online", qos=QOS, retain=True)
         client.subscribe(self.topic("bridge/request/+"), qos=QOS)
         self._online.set()
@@ -234,9 +270,23 @@ class MqttBridge:
             why = _reason(reason_code)
             self._note("down", logging.WARNING, "MQTT: lost broker %s (%s); reconnecting", self.where, why)
 
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        """A publish the broker refused (MQTT v5 reason code): most likely its ACL; said once per connection."""
+        if not reason_code.is_failure or self._refused_told:
+            return
+        self._refused_told = True
+        log.warning(
+            "MQTT: broker %s refused a message under %s (%s): does its ACL let user %r publish there? A gateway's "
+            "MQTT user name must be its gateway id, with base_topic unset (deploy/mosquitto/README.md)",
+            self.where,
+            self.base,
+            _reason(reason_code),
+            self.settings.username,
+        )
+
     def _publish(self, name: str, payload: str, *, retain: bool, properties: Properties | None = None) -> bool:
         """Hand one message to paho (it queues, never blocks); skipped while not connected."""
-        if not (self._online.is_set() and self.client.is_connected()):
+        if not self.connected:
             return False
         info = self.client.publish(self.topic(name), payload, qos=QOS, retain=retain, properties=properties)
         return bool(info.rc == mqtt.MQTT_ERR_SUCCESS)
