@@ -22,6 +22,8 @@ import httpx
 PYTHON = sys.executable
 TOKEN = "bench-token-0123456789"
 GATEWAY_ID = "opd-bench"
+READER_TOKEN = "bench-reader-token-0123"
+READER = {"Authorization": f"Bearer {READER_TOKEN}"}
 
 
 def free_port() -> int:
@@ -70,6 +72,7 @@ def store_process(folder: Path) -> Iterator[str]:
     config.write_text(
         f'[store]\ndatabase_url = "sqlite:///{folder / "store.db"}"\nlisten = "127.0.0.1:{port}"\n'
         f'[[gateways]]\nid = "{GATEWAY_ID}"\ntoken = "{TOKEN}"\n'
+        f'[[clients]]\nid = "bench-reader"\ntoken = "{READER_TOKEN}"\n'
     )
     proc = subprocess.Popen(
         [PYTHON, "-m", "ekinerja.cli", "--log-level", "WARNING", "store", "serve", "--config", str(config), "--migrate"]

@@ -24,14 +24,14 @@ import httpx
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 
-from harness import PYTHON, percentile, report, store_process, write_gateway_config
+from harness import PYTHON, READER, percentile, report, store_process, write_gateway_config
 
 
 def feed_received(url: str) -> dict[tuple[str, str], datetime]:
     """When the store received each punch, by (device serial, user id)."""
     out: dict[tuple[str, str], datetime] = {}
     after = 0
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=READER) as client:
         while True:
             page = client.get("/v1/feed", params={"after": after, "limit": 5000}).json()
             for item in page["items"]:

@@ -22,7 +22,7 @@ import httpx
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 
-from harness import PYTHON, report, store_process, write_gateway_config
+from harness import PYTHON, READER, report, store_process, write_gateway_config
 
 PYZK_SEQUENTIAL = """
 import resource, sys
@@ -48,7 +48,7 @@ class FeedCounter:
     """Counts the store's punches by reading its feed onward from where it left off."""
 
     def __init__(self, url: str) -> None:
-        self.client = httpx.Client(base_url=url, timeout=30)
+        self.client = httpx.Client(base_url=url, timeout=30, headers=READER)
         self.after = 0
         self.count = 0
 

@@ -188,7 +188,7 @@ def _run_with(data: Path, sims: dict[str, Any], args: argparse.Namespace, stop: 
         print(f"  status page:   {service.web.url}/  (English: {service.web.url}/?lang=en; JSON /api/status, /metrics)")
     cards = DemoCards([card_uid(n) for n in range(8)] + ["04FFEE01"], args.punch_every)  # the last: unregistered
     with cards.tapping() if no_cards is None else contextlib.nullcontext(cards):
-        _watch(stop, args.seconds, service, sims, store_url)
+        _watch(stop, args.seconds, service, sims, store_url, reports_token)
     gateway_stop.set()
     gateway.join(30)
     for sim in sims.values():
@@ -198,7 +198,7 @@ def _run_with(data: Path, sims: dict[str, Any], args: argparse.Namespace, stop: 
     card_punches = sum(status.punches for status in service.card_status.values())
     print(
         f"demo stopped: {_on_devices(sims)} punches on the terminals, {card_punches} card punches "
-        f"({cards.taps} taps), {_stored(store_url)} in the store."
+        f"({cards.taps} taps), {_stored(store_url, reports_token)} in the store."
     )
     service.close()
     server.should_exit = True
@@ -221,12 +221,12 @@ def _announce(
         print(f"  RFID reader: not in this demo: {no_cards};")
         print(f"    {HOW_TO_ENABLE}")
     print(f"  store:         {store_url}  (SQLite in {data})")
-    print(f"  punch feed:    {store_url}/v1/feed?after=0")
     print(f"  API (OpenAPI): {store_url}/docs")
     print(f"  health:        {store_url}/healthz")
     today = datetime.now(ZoneInfo("Asia/Jakarta")).date()  # the offices' day (WIB)
     month_start = today.replace(day=1)
     curl = f'curl -H "Authorization: Bearer {reports_token}"'
+    print(f'  punch feed:    {curl} "{store_url}/v1/feed?after=0"')
     print("  reports (rule profile perma-3-2020, 25 employees registered):")
     print(f'    {curl} "{store_url}/v1/attendance/daily?nip={nip}&from={month_start}&to={today}"')
     print(f'    {curl} "{store_url}/v1/attendance/monthly?month={today:%Y-%m}&format=csv"')
@@ -238,12 +238,12 @@ def _on_devices(sims: dict[str, Any]) -> int:
     return sum(int(sim.device.record_count) for sim in sims.values())
 
 
-def _stored(url: str) -> int:
-    """How many punches the store's feed holds, page by page."""
+def _stored(url: str, token: str) -> int:
+    """How many punches the store's feed holds, page by page (read with the demo's client token)."""
     import httpx
 
     count, after = 0, 0
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=url, timeout=5, headers={"Authorization": f"Bearer {token}"}) as client:
         while True:
             page = client.get("/v1/feed", params={"after": after, "limit": 5000}).json()
             count += len(page["items"])
@@ -252,7 +252,9 @@ def _stored(url: str) -> int:
                 return count
 
 
-def _watch(stop: threading.Event, seconds: float | None, service: Any, sims: dict[str, Any], url: str) -> None:
+def _watch(
+    stop: threading.Event, seconds: float | None, service: Any, sims: dict[str, Any], url: str, token: str
+) -> None:
     """Print the three counts every few seconds until ``stop`` or the deadline."""
     deadline = None if seconds is None else time.monotonic() + seconds
     while True:
@@ -263,7 +265,7 @@ def _watch(stop: threading.Event, seconds: float | None, service: Any, sims: dic
         cards = sum(status.punches for status in service.card_status.values())
         print(
             f"  on terminals {_on_devices(sims):5d} | card punches {cards:4d} | waiting at gateway {waiting:5d} "
-            f"| in store {_stored(url):5d}"
+            f"| in store {_stored(url, token):5d}"
         )
         if deadline is not None and time.monotonic() >= deadline:
             stop.set()

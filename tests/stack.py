@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from ekinerja.config.store import GatewayCredential, StoreConfig, StoreSection
+from ekinerja.config.store import ApiClient, GatewayCredential, StoreConfig, StoreSection
 from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.zkteco import ZkSettings
 from ekinerja.gateway.service import GatewayService
@@ -62,6 +62,7 @@ def store_server(database_url: str, gateways: dict[str, str], port: int | None =
     config = StoreConfig(
         store=StoreSection(database_url=database_url, listen=f"127.0.0.1:{port}"),
         gateways=[GatewayCredential(id=gid, token=token) for gid, token in gateways.items()],
+        clients=[ApiClient(id="feed-reader", token=FEED_TOKEN)],
     )
     engine = make_engine(database_url)
     upgrade(engine)
@@ -106,11 +107,16 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 15, what: str =
         time.sleep(0.02)
 
 
+FEED_TOKEN = "feed-reader-token-1"
+"""The client token of the test stores (store_server, tests/store_process.py) that reads the feed."""
+FEED_AUTH = {"Authorization": f"Bearer {FEED_TOKEN}"}
+
+
 def read_whole_feed(base_url: str, limit: int = 5000) -> list[FeedItem]:
     """Every item of the store's feed, following ``next_after`` page by page."""
     items: list[FeedItem] = []
     after = 0
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, timeout=30, headers=FEED_AUTH) as client:
         while True:
             response = client.get("/v1/feed", params={"after": after, "limit": limit})
             response.raise_for_status()

@@ -20,6 +20,7 @@ from typing import Self
 import httpx
 
 from servers import free_port
+from stack import FEED_TOKEN
 
 CLI = [sys.executable, "-m", "ekinerja.cli"]
 START_TIMEOUT_S = 30.0
@@ -62,6 +63,7 @@ class StoreProcess:
         self.config.write_text(
             f'[store]\ndatabase_url = "{database_url}"\nlisten = "127.0.0.1:{self.port}"\n\n'
             f'[[gateways]]\nid = "{gateway_id}"\ntoken = "{token}"\n'
+            f'[[clients]]\nid = "feed-reader"\ntoken = "{FEED_TOKEN}"\n'
         )
         self.env = os.environ | (env or {})
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,8 +1,7 @@
 """The store's HTTP API (FastAPI; OpenAPI at ``/docs``).
 
 - ``POST /v1/punches``: a batch from one gateway, bearer token; per-event outcome.
-- ``GET /v1/feed?after=SEQ&limit=N``: stored punches in seq order. Open in this version: the store
-  config has no read token yet, so put the store behind a firewall or a proxy that restricts it.
+- ``GET /v1/feed?after=SEQ&limit=N``: stored punches in seq order, for a client token (``[[clients]]``).
 - ``GET /healthz``: database reachable and at the schema this code needs.
 
 The app holds no per-request state of its own; everything it needs is in ``app.state.store``.
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ekinerja.config.store import StoreConfig
 from ekinerja.store import api_registry, api_reports
-from ekinerja.store.api_deps import State, StoreState, client_host
+from ekinerja.store.api_deps import Reader, State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
 from ekinerja.store.attendance import Office, mark_arrived
 from ekinerja.store.auth import ClientAuth, GatewayAuth
@@ -79,7 +78,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info(
-            "store API up: %d gateway(s) may push, %d client(s) may read reports; the feed is open (no read token yet)",
+            "store API up: %d gateway(s) in store.toml may push (and those made with `store gateway add`), "
+            "%d client(s) may read the feed and reports",
             len(state.auth),
             len(state.clients),
         )
@@ -103,7 +103,9 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.post("/v1/punches", response_model=BatchResult, responses=_PUNCH_ERRORS)(post_punches)
-    app.get("/v1/feed", response_model=FeedPage)(get_feed)
+    app.get("/v1/feed", response_model=FeedPage, responses={401: {"description": "missing or unknown client token"}})(
+        get_feed
+    )
     app.get("/v1/cards", response_model=KnownCards, responses={401: _PUNCH_ERRORS[401]})(get_cards)
     app.get("/healthz", response_model=Health, responses={503: {"model": Health}})(healthz)
     app.get("/metrics", include_in_schema=False)(get_metrics)
@@ -177,6 +179,7 @@ def get_cards(state: State, gateway_id: Annotated[str, Depends(calling_gateway)]
 
 def get_feed(
     state: State,
+    _client: Reader,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="last seq already processed; 0 from the start")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_FEED_LIMIT, description="most punches per page")] = DEFAULT_FEED_LIMIT,
 ) -> Response:

@@ -255,6 +255,21 @@ def insert_ignoring(conn: Any, table: Table, keys: list[str]) -> Any:
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10
+DEAD_PEER_ARGS: dict[str, dict[str, int]] = {
+    # TCP keepalives and a cap on unacknowledged data: a vanished server is noticed in about 30 s.
+    "postgresql": {
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    },
+    # PyMySQL has no keepalives: a read or write waiting longer than this fails (the slowest report
+    # query on a large province stays well under it).
+    "mysql": {"read_timeout": 300, "write_timeout": 300},
+    "mariadb": {"read_timeout": 300, "write_timeout": 300},
+}
+"""Per backend: how a connection notices a database server that vanished without closing it."""
 
 
 def make_engine(url: str | URL) -> Engine:
@@ -270,9 +285,10 @@ def make_engine(url: str | URL) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(parsed)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if "connect_timeout" not in parsed.query:
-        # libpq waits forever for a black-holed host; fail in seconds with a clear error instead.
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    defaults = DEAD_PEER_ARGS.get(backend, {}) | {"connect_timeout": CONNECT_TIMEOUT_S}
+    # libpq waits forever for a black-holed host, and a query on a connection whose server vanished
+    # (no FIN, no RST) would hold the ingest lock forever: fail in seconds with a clear error instead.
+    kwargs["connect_args"] = {key: value for key, value in defaults.items() if key not in parsed.query}
     if backend == "postgresql":
         kwargs["execution_options"] = {"preserve_rowcount": True}
     return create_engine(parsed, **kwargs)

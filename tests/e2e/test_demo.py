@@ -21,7 +21,8 @@ def test_demo_runs_and_every_punch_reaches_the_store(tmp_path: Path, pcscd: Pcsc
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert re.search(r"punch feed:\s+http://127\.0\.0\.1:\d+/v1/feed\?after=0", out)
+    feed_line = r'punch feed:\s+curl -H "Authorization: Bearer \S+" "http://127\.0\.0\.1:\d+/v1/feed\?after=0"'
+    assert re.search(feed_line, out)
     assert re.search(r"API \(OpenAPI\): http://127\.0\.0\.1:\d+/docs", out)
     assert re.search(r"status page:\s+http://127\.0\.0\.1:\d+/ ", out)
     assert "(tcp, live capture)" in out and "(udp, polled every 2 s)" in out

@@ -40,7 +40,7 @@ from ekinerja.store.db import durability_problems, make_engine
 from ekinerja.sync.contract import FeedItem, FeedPage
 
 from servers import PASSWORD, MariaDBServer, PostgresServer, fresh_database, running, unique_name
-from stack import device_punches, feed_punches, read_whole_feed, write_gateway_toml
+from stack import FEED_AUTH, device_punches, feed_punches, read_whole_feed, write_gateway_toml
 from store_process import CLI, StoreProcess, log_tail, wait_until
 
 TOKEN = "restart-test-token-opd-1"
@@ -70,7 +70,7 @@ class FeedConsumer:
         self._thread.join(30)
 
     def _follow(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
+        with httpx.Client(base_url=self.url, timeout=30, headers=FEED_AUTH) as client:
             while not self._stop.is_set():
                 more = self._read_page(client)
                 if not more:
@@ -246,7 +246,7 @@ def check_store_says_database_down(store: StoreProcess) -> None:
     """While the database is down: /healthz and the feed answer 503, saying why, the feed with Retry-After."""
     health = httpx.get(f"{store.url}/healthz", timeout=10)
     assert health.status_code == 503 and health.json()["database"] == "unreachable", health.text
-    feed = httpx.get(f"{store.url}/v1/feed", timeout=10)
+    feed = httpx.get(f"{store.url}/v1/feed", timeout=10, headers=FEED_AUTH)
     assert feed.status_code == 503 and "database is unavailable" in feed.json()["detail"], feed.text
     assert feed.headers.get("Retry-After"), feed.headers
 

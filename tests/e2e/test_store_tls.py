@@ -25,7 +25,7 @@ from ekinerja.gateway.service import GatewayService
 from ekinerja.sync.push import PushClient, StoreUnavailable
 
 from servers import free_port
-from stack import make_events, running, wait_for, write_gateway_toml
+from stack import FEED_AUTH, FEED_TOKEN, make_events, running, wait_for, write_gateway_toml
 from throwaway_ca import make_test_ca
 
 TOKEN = "tls-test-token-opd-1"
@@ -36,7 +36,8 @@ def store_toml(folder: Path, port: int, tls: str) -> Path:
     path = folder / "store.toml"
     path.write_text(
         f'[store]\ndatabase_url = "sqlite:///{folder}/store.db"\nlisten = "127.0.0.1:{port}"\n{tls}\n'
-        f'[[gateways]]\nid = "opd-1"\ntoken = "{TOKEN}"\n',
+        f'[[gateways]]\nid = "opd-1"\ntoken = "{TOKEN}"\n'
+        f'[[clients]]\nid = "feed-reader"\ntoken = "{FEED_TOKEN}"\n',
         encoding="utf-8",
     )
     return path
@@ -85,7 +86,7 @@ def test_the_gateway_pushes_over_https_verified_against_its_ca(tmp_path: Path, c
         trusted = ssl.create_default_context(cafile=str(ca_file))
 
         def stored() -> int:
-            return len(httpx.get(url + "/v1/feed?limit=1000", verify=trusted).json()["items"])
+            return len(httpx.get(url + "/v1/feed?limit=1000", verify=trusted, headers=FEED_AUTH).json()["items"])
 
         with running(service):
             wait_for(lambda: stored() == 120, 30, "the punches to reach the store over HTTPS")

@@ -27,12 +27,14 @@ from samples import batch_json, make_event, stored_count
 TOKEN_A = "token-of-gateway-a"
 TOKEN_B = "token-of-gateway-b"
 AUTH_A = {"Authorization": f"Bearer {TOKEN_A}"}
+READER = {"Authorization": "Bearer reader-token-core"}
 CONFIG = StoreConfig.model_validate(
     {
         "gateways": [
             {"id": "opd-a", "token": TOKEN_A},
             {"id": "opd-b", "token_sha256": hashlib.sha256(TOKEN_B.encode()).hexdigest()},
-        ]
+        ],
+        "clients": [{"id": "ekinerja-core", "token": "reader-token-core"}],
     }
 )
 
@@ -75,7 +77,7 @@ def test_feed_returns_every_event_once_in_order_and_resumes(client: TestClient) 
     seen: list[PunchEvent] = []
     after, pages = 0, []
     while True:
-        page = client.get("/v1/feed", params={"after": after, "limit": 3}).json()
+        page = client.get("/v1/feed", params={"after": after, "limit": 3}, headers=READER).json()
         pages.append(len(page["items"]))
         seqs = [item["seq"] for item in page["items"]]
         assert seqs == sorted(seqs) and all(seq > after for seq in seqs)
@@ -85,16 +87,16 @@ def test_feed_returns_every_event_once_in_order_and_resumes(client: TestClient) 
             break
     assert pages == [3, 3, 1]
     assert seen == sent  # field for field, microseconds, skew and zone included
-    empty = client.get("/v1/feed", params={"after": after}).json()
+    empty = client.get("/v1/feed", params={"after": after}, headers=READER).json()
     assert empty == {"items": [], "next_after": after, "has_more": False}
 
 
 def test_feed_parameters_are_checked(client: TestClient) -> None:
     for params in ({"after": -1}, {"limit": 0}, {"limit": 5001}, {"after": "x"}):
-        response = client.get("/v1/feed", params=params)
+        response = client.get("/v1/feed", params=params, headers=READER)
         assert response.status_code == 422, params
         assert response.json()["detail"][0]["loc"][0] == "query"
-    assert client.get("/v1/feed", params={"limit": 5000}).status_code == 200
+    assert client.get("/v1/feed", params={"limit": 5000}, headers=READER).status_code == 200
 
 
 def test_missing_or_wrong_token_is_401(client: TestClient, engine: Engine) -> None:
@@ -104,6 +106,15 @@ def test_missing_or_wrong_token_is_401(client: TestClient, engine: Engine) -> No
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert stored_count(engine) == 0
+
+
+def test_the_feed_needs_a_client_token(client: TestClient) -> None:
+    client.post("/v1/punches", json=batch_json([make_event(1)]), headers=AUTH_A)
+    # A gateway's token is no client token: a stolen gateway token must not read every office's punches.
+    for headers in ({}, AUTH_A, {"Authorization": "Bearer not-a-known-token"}):
+        refused = client.get("/v1/feed", headers=headers)
+        assert refused.status_code == 401 and "items" not in refused.text, headers
+    assert len(client.get("/v1/feed", headers=READER).json()["items"]) == 1
 
 
 def test_token_of_another_gateway_is_403(client: TestClient, engine: Engine) -> None:
@@ -153,7 +164,7 @@ def test_rejected_events_are_not_stored(client: TestClient, engine: Engine) -> N
     assert "more than 1 day" in body["results"][1]["reason"]
     assert "opd-b" in body["results"][2]["reason"]
     assert body["results"][1]["seq"] is None
-    feed = client.get("/v1/feed").json()
+    feed = client.get("/v1/feed", headers=READER).json()
     assert [item["event"]["event_id"] for item in feed["items"]] == [body["results"][0]["event_id"]]
 
 
@@ -239,7 +250,7 @@ def test_healthz_503_when_database_unreachable() -> None:
             response = client.get("/healthz")
             assert response.status_code == 503
             assert response.json()["database"] == "unreachable"
-            feed = client.get("/v1/feed")
+            feed = client.get("/v1/feed", headers=READER)
             assert feed.status_code == 503 and feed.headers["Retry-After"]
     finally:
         engine.dispose()

@@ -223,7 +223,7 @@ def test_punches_are_stored_only_with_their_months_marked(
     monkeypatch.setattr("ekinerja.store.app.mark_arrived", broken)
     with pytest.raises(RuntimeError):
         push(client, late)
-    assert client.get("/v1/feed", params={"after": 0}).json()["items"] == [], "stored without its mark"
+    assert client.get("/v1/feed", params={"after": 0}, headers=CORE).json()["items"] == [], "stored without its mark"
     monkeypatch.undo()
     push(client, late)  # the gateway sends it again: new, and marked
     rescore_stale(engine, client.app.state.store.office)  # type: ignore[attr-defined]
