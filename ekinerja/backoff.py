@@ -25,11 +25,14 @@ class Backoff:
         """True when an attempt may be made now."""
         return (time.monotonic() if now is None else now) >= self.next_attempt
 
-    def failed(self, now: float | None = None, at_least_s: float = 0.0) -> float:
-        """Record a failure; returns the delay until the next attempt (``at_least_s`` or more)."""
+    def failed(self, now: float | None = None, at_least_s: float = 0.0, at_most_s: float | None = None) -> float:
+        """Record a failure; returns the delay until the next attempt (``at_least_s`` or more, and at
+        most ``at_most_s`` when given)."""
         self.failures += 1
         ceiling = min(self.max_s, self.base_s * 2 ** min(self.failures - 1, 30))
         delay = max(self._rng.uniform(ceiling / 2, ceiling), at_least_s)
+        if at_most_s is not None:
+            delay = min(delay, at_most_s)
         self.next_attempt = (time.monotonic() if now is None else now) + delay
         return delay
 

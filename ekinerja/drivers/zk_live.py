@@ -35,6 +35,7 @@ from ekinerja.drivers.zkteco import (
     DeviceInfo,
     DeviceSession,
     DeviceUnavailable,
+    NotStored,
     PullResult,
     ZkDriver,
     subject_key,
@@ -160,13 +161,13 @@ class LiveSink(Protocol):
     """Where a live capture delivers; each call returns only once what it got is durable."""
 
     def cursor(self) -> DeviceCursor:
-        """How far the log has been read."""
+        """How far the log has been read; NotStored when a read could not be kept now (nothing is downloaded)."""
 
     def pulled(self, result: PullResult, session: DeviceSession) -> None:
         """The catch-up read that starts every session (the terminal still connected)."""
 
     def punched(self, read: DeviceRead) -> None:
-        """Punches that arrived live."""
+        """Punches that arrived live; NotStored when they could not be kept (the log still holds them)."""
 
     def unreadable(self, reason: str) -> None:
         """A live event that could not be read (its log copy is read at once instead)."""
@@ -232,6 +233,8 @@ class ZkLiveCapture:
                 self._session(stop)
             except DeviceUnavailable as exc:
                 self.sink.failed(exc)
+            except NotStored:  # the sink said why; a later session catches up from the log, by renew_s at most
+                self.driver.backoff.failed(at_most_s=self.renew_s)
             except Exception as exc:  # a capture thread must never die: report and start over
                 log.exception("%s: unexpected error in live capture", self.driver.settings.device_id)
                 self.sink.failed(DeviceUnavailable(f"{self.driver.settings.device_id}: {exc}"))

@@ -109,6 +109,14 @@ class DeviceRefused(DeviceUnavailable):
     """The terminal answers but refuses us (comm key): retrying soon cannot help, an operator must act."""
 
 
+class NotStored(Exception):
+    """Raised by whoever a read is handed to when it could not keep it (the gateway's disk full).
+
+    The terminal still holds every punch of it in its log, and the cursor did not move: the
+    driver backs off and the log is read again later. The sink has said why.
+    """
+
+
 @dataclass(frozen=True)
 class ZkSettings:
     """What the driver needs to reach one terminal (taken from the gateway config)."""

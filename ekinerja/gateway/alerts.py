@@ -61,8 +61,15 @@ def device_alerts(device: DeviceView, limits: Thresholds, now: datetime) -> list
 
 
 def sync_alerts(sync: SyncView, limits: Thresholds, now: datetime) -> list[Alert]:
-    """Punches waiting too long, the store unreachable too long, records quarantined."""
+    """The buffer that cannot be written (at once), punches waiting too long, the store unreachable
+    too long, records quarantined."""
     out = []
+    failure = sync.buffer_write_failure
+    if failure is not None:  # no threshold: every punch meanwhile stays on the terminals, every tap is refused
+        minutes = max((now - failure.since).total_seconds() / 60, 0)
+        code = "disk_full" if failure.disk_full else "buffer_unwritable"
+        message = f"{failure.message} (failing for {minutes:.0f} min)"
+        out.append(Alert(code, None, message, {"minutes": round(minutes), "folder": failure.folder}))
     if sync.oldest_pending_at is not None:
         minutes = (now - sync.oldest_pending_at).total_seconds() / 60
         if minutes >= limits.backlog_minutes:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +46,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ekinerja.bulk import gc_paused
 from ekinerja.drivers.zkteco import DeviceCursor, QuarantinedRecord
-from ekinerja.errors import OperatorError
+from ekinerja.gateway.buffer_open import BufferUnusable, refuse_damaged, sqlite_pragmas, unusable
+from ekinerja.gateway.buffer_writes import WriteFailure, WriteGuard
 from ekinerja.sync.contract import DeviceRead, EventOrigin, PunchEvent, Source, event_id_of
 
 log = logging.getLogger("ekinerja.gateway.buffer")
@@ -202,12 +200,42 @@ def _fingerprint(record: QuarantinedRecord) -> str:
     return hashlib.sha256(key).hexdigest()
 
 
-class BufferUnusable(OperatorError):
-    """The buffer file or its folder cannot be used."""
+def _save_cursor(conn: Any, device_id: str, cursor: DeviceCursor, now: datetime) -> None:
+    """Write a device's cursor, in the caller's transaction."""
+    values = {
+        "serial": cursor.serial,
+        "record_count": cursor.record_count,
+        "last_device_time": cursor.last_device_time,
+        "last_record_sha": cursor.last_record_sha,
+        "log_sha": cursor.log_sha,
+        "updated_at": now,
+    }
+    stmt = sqlite_insert(cursors).values(device_id=device_id, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_=values))
+
+
+def _quarantine_rows(quarantined: Iterable[QuarantinedRecord], now: datetime) -> list[dict[str, Any]]:
+    """The quarantine table's rows for ``quarantined`` records."""
+    return [
+        {
+            "fingerprint": _fingerprint(q),
+            "device_id": q.device_id,
+            "device_serial": q.device_serial,
+            "record_index": q.record_index,
+            "raw": q.raw,
+            "reason": q.reason,
+            "created_at": now,
+        }
+        for q in quarantined
+    ]
 
 
 class Buffer:
-    """The punch buffer at ``path``. Safe to share between the poll and push threads."""
+    """The punch buffer at ``path``. Safe to share between the poll and push threads.
+
+    A write that fails because of the disk (full, read-only, failing) raises BufferWriteFailed;
+    ``write_failure`` says why until a write succeeds again, and ``on_writable`` is called then.
+    """
 
     def __init__(self, path: Path) -> None:
         try:
@@ -217,44 +245,40 @@ class Buffer:
                 f"cannot create the buffer folder {path.parent}: {exc.strerror}; check gateway.data_dir"
             ) from None
         self.path = path
+        refuse_damaged(path)  # before any read-write connection, which could change the file
         self.engine: Engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        # SQLite allows one writer; serializing writers here avoids "database is locked" retries.
-        self._write_lock = threading.Lock()
+        event.listen(self.engine, "connect", sqlite_pragmas)
+        self._writes = WriteGuard(path, self.engine)
         self._key_ids: dict[str, int] = {}
         self._reads: dict[int, DeviceRead] = {}  # reads never change: cached for reading events back
         try:
-            self._create_tables()
+            with self.engine.begin() as conn:
+                _create_layout(conn, path)
         except BufferUnusable:
             self.engine.dispose()
             raise
         except DBAPIError as exc:
             self.engine.dispose()
-            raise BufferUnusable(
-                f"the punch buffer {path} cannot be opened ({exc.orig}). It may hold punches not yet "
-                "sent: do not delete it; stop the gateway, move it aside, and ask for it to be recovered"
-            ) from None
+            raise unusable(path, exc.orig) from None
 
-    def _create_tables(self) -> None:
-        # IF NOT EXISTS, statement by statement: `gateway backlog` may open the file while the
-        # service creates it, and create_all's check-then-create would race.
-        with self.engine.begin() as conn:
-            version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-            columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(events)")}
-            if version > LAYOUT_VERSION or (columns and "read_id" not in columns):
-                raise BufferUnusable(
-                    f"the punch buffer {self.path} was written by another version of the gateway (layout "
-                    f"{version}, this one reads {LAYOUT_VERSION}). Run that version until `ekinerja gateway "
-                    "backlog` shows nothing pending, then move the file aside"
-                )
-            for table in metadata.sorted_tables:
-                conn.execute(CreateTable(table, if_not_exists=True))
-                for index in table.indexes:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
-            cursor_columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(cursors)")}
-            if "log_sha" not in cursor_columns:  # a buffer from before full-log clearing
-                conn.exec_driver_sql("ALTER TABLE cursors ADD COLUMN log_sha VARCHAR(64)")
-            conn.exec_driver_sql(f"PRAGMA user_version = {LAYOUT_VERSION}")
+    def check_writable(self) -> None:
+        """Raise BufferWriteFailed unless a write succeeds now: before an act that must be recorded after."""
+        with self._writes.transaction() as conn:
+            conn.exec_driver_sql(f"PRAGMA user_version = {LAYOUT_VERSION}")  # rewrites the header page
+
+    @property
+    def write_failure(self) -> WriteFailure | None:
+        """Why writes fail, since when; None while they succeed."""
+        return self._writes.failure
+
+    @property
+    def on_writable(self) -> Callable[[], None]:
+        """Called once a write succeeds after failing (the disk has room again)."""
+        return self._writes.on_writable
+
+    @on_writable.setter
+    def on_writable(self, hook: Callable[[], None]) -> None:
+        self._writes.on_writable = hook
 
     def close(self) -> None:
         """Release the database file."""
@@ -277,25 +301,14 @@ class Buffer:
         now = _utcnow()
         with gc_paused():
             batches = [new_events] if isinstance(new_events, DeviceRead) else DeviceRead.group(new_events)
-        bad = [
-            {
-                "fingerprint": _fingerprint(q),
-                "device_id": q.device_id,
-                "device_serial": q.device_serial,
-                "record_index": q.record_index,
-                "raw": q.raw,
-                "reason": q.reason,
-                "created_at": now,
-            }
-            for q in quarantined
-        ]
+        bad = _quarantine_rows(quarantined, now)
         new_keys: dict[str, int] = {}
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             added = sum(self._insert_read(conn, read, new_keys) for read in batches if len(read))
             if bad:
                 conn.execute(sqlite_insert(quarantine).on_conflict_do_nothing(), bad)
             if cursor is not None and device_id is not None:
-                self._save_cursor(conn, device_id, cursor, now)
+                _save_cursor(conn, device_id, cursor, now)
         # Only now: a key row of a transaction that rolled back does not exist, and its id may
         # later go to another device.
         self._key_ids.update(new_keys)
@@ -318,19 +331,6 @@ class Buffer:
             key_id = conn.execute(select(device_keys.c.id).where(device_keys.c.device_key == key)).scalar_one()
             new_keys[key] = key_id
         return key_id
-
-    @staticmethod
-    def _save_cursor(conn: Any, device_id: str, cursor: DeviceCursor, now: datetime) -> None:
-        values = {
-            "serial": cursor.serial,
-            "record_count": cursor.record_count,
-            "last_device_time": cursor.last_device_time,
-            "last_record_sha": cursor.last_record_sha,
-            "log_sha": cursor.log_sha,
-            "updated_at": now,
-        }
-        stmt = sqlite_insert(cursors).values(device_id=device_id, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["device_id"], set_=values))
 
     def cursor(self, device_id: str) -> DeviceCursor:
         """The saved cursor of a device, or an empty one."""
@@ -409,7 +409,7 @@ class Buffer:
             .where(events.c.status == REJECTED)
             .values(status=PENDING, status_at=_status_time(datetime.now(UTC)), reason=None)
         )
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             return int(conn.execute(stmt).rowcount)
 
     def _set_status(self, status: str, reasons: Mapping[int, str | None]) -> int:
@@ -417,7 +417,7 @@ class Buffer:
             return 0
         now = _status_time(datetime.now(UTC))
         params = [(status, now, why, seq) for seq, why in reasons.items()]
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             return int(conn.exec_driver_sql(_SET_STATUS, params).rowcount)
 
     def prune_acknowledged(self, older_than: datetime) -> int:
@@ -427,7 +427,7 @@ class Buffer:
         which already has it, answers duplicate.
         """
         stmt = events.delete().where(events.c.status == ACKED, events.c.status_at < _status_time(older_than))
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             pruned = int(conn.execute(stmt).rowcount)
             conn.execute(reads.delete().where(reads.c.id.not_in(select(events.c.read_id).distinct())))
         return pruned
@@ -459,7 +459,7 @@ class Buffer:
     def record_clock_set(self, device_id: str, serial: str | None, skew_s: float) -> None:
         """Keep a record that the gateway set a device's clock, and by how much it was off."""
         row = {"device_id": device_id, "device_serial": serial, "skew_s": skew_s, "set_at": _utcnow()}
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             conn.execute(clock_settings.insert().values(**row))
 
     def clock_settings(self) -> list[tuple[str, str | None, float, datetime]]:
@@ -486,20 +486,20 @@ class Buffer:
         """
         now = _utcnow()
         row = {"device_id": device_id, "device_serial": serial, "records": records, "cleared_at": now}
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             conn.execute(log_clears.insert().values(**row))
             self._rewind(conn, device_id, now)
 
     def rewind_cursor(self, device_id: str) -> None:
         """Have the device's log read whole at the next poll (its content changed behind the cursor)."""
-        with self._write_lock, self.engine.begin() as conn:
+        with self._writes.transaction() as conn:
             self._rewind(conn, device_id, _utcnow())
 
     def _rewind(self, conn: Any, device_id: str, now: datetime) -> None:
         """The device's cursor back to the start of its log, keeping its serial and last punch time."""
         query = select(cursors.c.serial, cursors.c.last_device_time).where(cursors.c.device_id == device_id)
         serial, last = conn.execute(query).first() or (None, None)
-        self._save_cursor(conn, device_id, DeviceCursor(serial, 0, last), now)
+        _save_cursor(conn, device_id, DeviceCursor(serial, 0, last), now)
 
     def log_clears(self) -> list[tuple[str, str | None, int, datetime]]:
         """Every log the gateway cleared: (device_id, serial, records cleared, when in UTC), oldest first."""
@@ -514,26 +514,33 @@ class Buffer:
         return [QuarantinedRecord(r.device_id, r.device_serial, r.record_index, r.raw, r.reason) for r in rows]
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    _enable_wal(cur)
-    # FULL: in WAL mode NORMAL may lose the last commits on power loss; a punch must survive that.
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    # A first pull inserts 100,000 rows; a larger page cache spares re-reads of the index pages.
-    cur.execute("PRAGMA cache_size=-32768")
-    cur.close()
+def _create_layout(conn: Any, path: Path) -> None:
+    """This version's tables, indexes and columns, where they are missing; refuses another version's file."""
+    # IF NOT EXISTS, statement by statement: `gateway backlog` may open the file while the
+    # service creates it, and create_all's check-then-create would race.
+    version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+    columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(events)")}
+    if version > LAYOUT_VERSION or (columns and "read_id" not in columns):
+        raise BufferUnusable(
+            f"the punch buffer {path} was written by another version of the gateway (layout "
+            f"{version}, this one reads {LAYOUT_VERSION}). Run that version until `ekinerja gateway "
+            "backlog` shows nothing pending, then move the file aside"
+        )
+    if version == LAYOUT_VERSION and _layout_complete(conn):
+        return  # nothing to write: a buffer on a full disk still opens, and is read
+    for table in metadata.sorted_tables:
+        conn.execute(CreateTable(table, if_not_exists=True))
+        for index in table.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    cursor_columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(cursors)")}
+    if "log_sha" not in cursor_columns:  # a buffer from before full-log clearing
+        conn.exec_driver_sql("ALTER TABLE cursors ADD COLUMN log_sha VARCHAR(64)")
+    conn.exec_driver_sql(f"PRAGMA user_version = {LAYOUT_VERSION}")
 
 
-def _enable_wal(cur: Any, attempts: int = 100) -> None:
-    # Switching a new file to WAL needs it alone for a moment, and SQLite answers "locked" at once
-    # instead of waiting when another process opens it at the same time (`gateway backlog` while
-    # `gateway run` starts).
-    for attempt in range(attempts):
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.02)
+def _layout_complete(conn: Any) -> bool:
+    """Whether every table, index and column of this layout is there already."""
+    names = {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+    wanted = {t.name for t in metadata.sorted_tables} | {i.name for t in metadata.sorted_tables for i in t.indexes}
+    cursor_columns = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(cursors)")}
+    return wanted <= names and "log_sha" in cursor_columns

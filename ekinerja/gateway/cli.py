@@ -7,6 +7,8 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ def register(commands: Any) -> None:
         "pull": (_pull, "read every device once into the buffer"),
         "sync": (_sync, "push the buffer to the store once"),
         "backlog": (_backlog, "print what waits in the buffer"),
+        "recover": (_recover, "rebuild a damaged buffer from what can be read; the damaged file is kept aside"),
     }
     for name, (handler, text) in steps.items():
         cmd = sub.add_parser(name, help=text, description=text)
@@ -56,7 +59,21 @@ def _load(args: argparse.Namespace) -> GatewayConfig:
 def _service(args: argparse.Namespace) -> Any:
     from ekinerja.gateway.service import GatewayService
 
-    return GatewayService(_load(args))
+    config = _load(args)
+    with _naming_config(args):
+        return GatewayService(config)
+
+
+@contextmanager
+def _naming_config(args: argparse.Namespace) -> Iterator[None]:
+    """A damaged buffer's advice names the gateway.toml given on this command line."""
+    from ekinerja.gateway.buffer_open import BufferDamaged
+
+    try:
+        yield
+    except BufferDamaged as exc:
+        exc.config = args.config
+        raise
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: list[str]) -> None:
@@ -236,7 +253,8 @@ def _backlog(args: argparse.Namespace) -> int:
     from ekinerja.gateway.service import BUFFER_FILE
 
     config = _load(args)
-    buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
+    with _naming_config(args):
+        buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
     try:
         requeued = buffer.requeue_rejected() if args.requeue_rejected else None
         backlog, rejected = buffer.backlog(), buffer.rejected()
@@ -254,4 +272,12 @@ def _backlog(args: argparse.Namespace) -> int:
     ]
     data = {**backlog.__dict__, "requeued": requeued, "recent_rejections": [r.__dict__ for r in rejected]}
     _print(args, data, lines)
+    return EXIT_OK
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from ekinerja.gateway.buffer_recover import recover
+    from ekinerja.gateway.service import BUFFER_FILE
+
+    print("\n".join(recover(_load(args).gateway.data_dir / BUFFER_FILE)))
     return EXIT_OK

@@ -83,7 +83,7 @@ def pull(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:
 def set_time(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:
     """Set one terminal's clock to the gateway's, within its own next read (a poll now, or a renewed
     live session), so no second connection competes with the one the gateway keeps; answers the skew
-    it had and has now."""
+    it had and has now, and whether the buffer recorded the setting."""
     device = _device(service, args, required=True)
     assert device is not None
     keeper = service.keepers.get(device)
@@ -105,11 +105,18 @@ def set_time(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:
         raise CommandError(f"{device}: the clock was not set: {keeper.status.last_error or 'no read in time'}")
     info = keeper.status.info
     after = info.clock_skew_s if info else None
-    return {
+    answer = {
         "device": device,
         "skew_before_s": round(done[1], 1),
         "skew_after_s": None if after is None else round(after, 1),
+        "recorded": keeper.status.clock_set_unrecorded is None,
     }
+    if keeper.status.clock_set_unrecorded is not None:
+        answer["warning"] = (
+            "the clock was set, but the buffer could not record it (its list of clock settings lacks this one): "
+            f"{keeper.status.clock_set_unrecorded}"
+        )
+    return answer
 
 
 def status(service: GatewayService, args: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,12 @@ from ekinerja.drivers.zkteco import (
     DeviceRefused,
     DeviceSession,
     DeviceUnavailable,
+    NotStored,
     PullResult,
     ZkDriver,
 )
 from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.buffer_writes import BufferWriteFailed
 from ekinerja.gateway.clock_policy import should_set_clock
 from ekinerja.gateway.log_policy import percent_used, should_clear_log
 from ekinerja.sync.contract import DeviceRead, PunchEvent
@@ -50,6 +52,7 @@ class DeviceStatus:
     last_new: int = 0
     last_punch: datetime | None = None  # the device's wall-clock time of the newest punch read
     last_clock_set: tuple[datetime, float] | None = None  # when, and the skew it removed
+    clock_set_unrecorded: str | None = None  # why the last clock set is missing from the buffer's record of them
     last_log_clear: tuple[datetime, int] | None = None  # when, and how many records were cleared
     live_events: int = 0
     live_unreadable: int = 0
@@ -71,6 +74,7 @@ class DeviceKeeper:
         self.status = DeviceStatus(device.id, live=device.live)
         self._polling = threading.Lock()  # a scheduled poll and one asked for by a command take turns
         self.clock_set_wanted = threading.Event()  # a command asked for the clock to be set at the next read
+        self.waiting_for_room = False  # the last read could not be stored: the buffer cannot be written
         # Told of punches as they are stored (MQTT). A poll's read is told only when it is a few
         # new punches, not a whole log read for the first time.
         self.on_punches: Callable[[Sequence[PunchEvent]], None] = lambda events: None
@@ -89,13 +93,24 @@ class DeviceKeeper:
         except DeviceUnavailable as exc:
             self.failed(exc)
             return None
+        except NotStored:
+            # Wait one poll interval at most, not the backoff's longer waits: the log keeps the
+            # punches meanwhile, and the buffer may have room again by then.
+            self.driver.backoff.failed(at_most_s=self.device.poll_interval_s)
+            return None
         self.driver.backoff.succeeded()
         return result
 
     # --- what reads bring (also the live capture's sink) ---------------------------------------
 
     def cursor(self) -> DeviceCursor:
-        """How far the device's log has been read."""
+        """How far the device's log has been read. While the buffer's writes fail, one is tried first,
+        and NotStored raised when it fails too: the log is then not downloaded only to be thrown away."""
+        if self.buffer.write_failure is not None:
+            try:
+                self.buffer.check_writable()
+            except BufferWriteFailed as exc:
+                raise self._not_stored("its log not read", exc) from None
         return self.buffer.cursor(self.device.id)
 
     def pulled(self, result: PullResult, session: DeviceSession) -> None:
@@ -104,9 +119,13 @@ class DeviceKeeper:
         if not status.online:
             log.info("%s: online, serial %s, %d records", self.device.id, result.info.serial, result.info.records)
             status.since = datetime.now(UTC)
-        status.online, status.info, status.last_error = True, result.info, None
+        status.online, status.info = True, result.info
         status.last_poll = datetime.now(UTC)
-        status.last_new = self._store(result)
+        try:
+            status.last_new = self._store(result)
+        except BufferWriteFailed as exc:
+            raise self._not_stored(f"{len(result.events)} punch(es) read not stored", exc) from None
+        status.last_error, self.waiting_for_room = None, False
         result.release()  # stored: another terminal's log may be parsed while the policies talk to this one
         status.last_punch = max(filter(None, (status.last_punch, result.cursor.last_device_time)), default=None)
         if self.driver.stopping:  # the gateway is stopping: no clock set, no clear now
@@ -117,10 +136,29 @@ class DeviceKeeper:
         except DeviceUnavailable as exc:  # what was read is stored; the policies try again next time
             status.last_error = str(exc)
             log.warning("%s; the punches read are stored, the next poll tries again", exc)
+        except BufferWriteFailed:  # the buffer said why; a cleared log not recorded is read whole next time
+            log.warning("%s: a log clear could not be recorded in the buffer", self.device.id)
+
+    def _not_stored(self, what: str, error: BufferWriteFailed) -> NotStored:
+        """A read that could not be stored: the terminal keeps it. Said once while the buffer stays
+        unwritable, not at every retry (the buffer itself logs why, and again now and then)."""
+        if not self.waiting_for_room:
+            log.warning(
+                "%s: %s, as the buffer cannot be written; the terminal keeps its punches in its log, "
+                "read again once the buffer can be written",
+                self.device.id,
+                what,
+            )
+        self.status.last_error, self.waiting_for_room = f"punches not stored: {error}", True
+        return NotStored(self.status.last_error)
 
     def punched(self, read: DeviceRead) -> None:
-        """Store punches that arrived live and have them pushed at once."""
-        added = self.buffer.append(read)
+        """Store punches that arrived live and have them pushed at once; NotStored when they cannot be."""
+        try:
+            added = self.buffer.append(read)
+        except BufferWriteFailed as exc:
+            raise self._not_stored("a live punch not stored", exc) from None
+        self.waiting_for_room = False
         self.status.live_events += len(read)
         self.status.punches += added
         if added:
@@ -185,7 +223,12 @@ class DeviceKeeper:
             return
         session.set_time()
         self.clock_set_wanted.clear()
-        self.buffer.record_clock_set(device.id, info.serial, info.clock_skew_s)
+        try:
+            self.buffer.record_clock_set(device.id, info.serial, info.clock_skew_s)
+            self.status.clock_set_unrecorded = None
+        except BufferWriteFailed as exc:  # the clock is set all the same: say so, and what is missing
+            self.status.clock_set_unrecorded = str(exc)
+            log.warning("%s: its clock was set, but the buffer could not record it (it cannot be written)", device.id)
         self.status.info = self.driver.read_info(session.conn)  # the skew as it is now, for the page and alerts
         self.status.last_clock_set = (datetime.now(UTC), info.clock_skew_s)
         log.warning(
@@ -196,8 +239,17 @@ class DeviceKeeper:
             "asked by a command" if asked else "clock_policy = correct",
         )
 
+    def _buffer_writable(self) -> bool:
+        """Whether a write succeeds now: the clear and the cursor's rewind must be recorded after it."""
+        try:
+            self.buffer.check_writable()
+        except BufferWriteFailed:
+            return False
+        return True
+
     def _keep_log(self, result: PullResult, session: DeviceSession) -> None:
-        """Clear a full log when its policy allows (see log_policy.should_clear_log)."""
+        """Clear a full log when its policy allows (see log_policy.should_clear_log) and the buffer can
+        record it: asked last, as asking writes."""
         device, info, cursor = self.device, result.info, result.cursor
         if device.clear_log_at_percent is None:
             return
@@ -207,13 +259,23 @@ class DeviceKeeper:
             at_percent=device.clear_log_at_percent,
             records=info.records,
             capacity=info.records_capacity,
-            all_read=all_read,
         )
-        if not rule(unacknowledged=0):  # not full, or not all read: spare the buffer the count
+        if not rule(all_read=all_read, unacknowledged=0):  # spare the buffer the count
             return
+        # The cursor as stored now: another process (`gateway pull` by hand) may have changed it
+        # since this read was stored, and only what the buffer holds may decide a clear.
+        stored = self.buffer.cursor(device.id)
+        all_read = all_read and (stored.serial, stored.record_count, stored.log_sha) == (
+            cursor.serial,
+            cursor.record_count,
+            cursor.log_sha,
+        )
         waiting = self.buffer.unacknowledged(device.id)
-        if not rule(unacknowledged=waiting):
+        if not rule(all_read=all_read, unacknowledged=waiting):
             log.info("%s: its log is full; cleared once the store acknowledges %d more punch(es)", device.id, waiting)
+            return
+        if not self._buffer_writable():
+            log.info("%s: its log is full; not cleared while the buffer cannot be written", device.id)
             return
         outcome = session.clear_log(cursor)
         if outcome is ClearOutcome.CHANGED:

@@ -62,6 +62,10 @@ def sync_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         "rejected_events": ("Punches the store rejected", sync.rejected),
         "quarantined_records": ("Device records that could not be read", sync.quarantined),
         "store_reachable": ("1 when the last push reached the store", 1.0 if sync.store_reachable else 0.0),
+        "buffer_writable": (
+            "0 while the buffer cannot be written (disk full)",
+            0.0 if sync.buffer_write_failure else 1.0,
+        ),
         "backlog_oldest_age_seconds": (
             "Age of the oldest punch waiting",
             (snapshot.taken_at - sync.oldest_pending_at).total_seconds() if sync.oldest_pending_at else 0.0,

@@ -7,6 +7,7 @@ buffer, with the device cursor, in one transaction; only then is the push brough
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -23,6 +24,7 @@ from ekinerja.drivers.zkteco import PullResult, ZkDriver, ZkSettings
 from ekinerja.errors import OperatorError
 from ekinerja.gateway.alerts import Thresholds
 from ekinerja.gateway.buffer import Buffer
+from ekinerja.gateway.buffer_writes import BufferWriteFailed
 from ekinerja.gateway.card_keeper import CardReaderKeeper, CardReaderStatus
 from ekinerja.gateway.device_keeper import DeviceKeeper
 from ekinerja.gateway.known_cards import KnownCards
@@ -94,6 +96,7 @@ class GatewayService:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.buffer = Buffer(config.gateway.data_dir / BUFFER_FILE)
+        self.buffer.on_writable = self._buffer_writable
         self.devices = {d.id: d for d in config.devices}
         self.drivers = {d.id: ZkDriver(zk_settings(config, d)) for d in config.terminals}
         self.on_new_events: Callable[[], None] = lambda: None
@@ -191,10 +194,30 @@ class GatewayService:
         with self._pushing:
             if ignore_backoff:
                 self.pusher.backoff.succeeded()
-            report = self.pusher.run_once()
+            try:
+                report = self.pusher.run_once()
+            except BufferWriteFailed:
+                # The buffer said why. The store's answer could not be recorded: the batch goes again
+                # (answered duplicate) once it can be; meanwhile pushes back off as for a store that is down.
+                self.pusher.backoff.failed()
+                return None
         if report is not None:
             self.metrics.observe_push(report)
         return report
+
+    def _buffer_writable(self) -> None:
+        """The buffer can be written again: read what the terminals kept, and push, without waiting out backoffs."""
+        for device_id, keeper in self.keepers.items():
+            if not keeper.waiting_for_room:
+                continue
+            capture = self.captures.get(device_id)
+            if capture is not None:
+                capture.renew()
+            else:
+                self.drivers[device_id].backoff.succeeded()
+        if "pusher" in self.__dict__:
+            self.pusher.backoff.succeeded()
+        self.on_new_events()
 
     def snapshot(self) -> Snapshot:
         """The picture the status page, MQTT and /metrics show.
@@ -311,7 +334,11 @@ class GatewayService:
     def prune(self) -> int:
         """Drop acknowledged events older than ``keep_acknowledged_days``; returns how many."""
         keep = timedelta(days=self.config.gateway.keep_acknowledged_days)
-        pruned = self.buffer.prune_acknowledged(datetime.now(UTC) - keep)
+        try:
+            pruned = self.buffer.prune_acknowledged(datetime.now(UTC) - keep)
+        except BufferWriteFailed:  # the buffer said why; nothing is lost by pruning a day later
+            log.warning("acknowledged events not pruned from the buffer (it cannot be written); tried again tomorrow")
+            return 0
         if pruned:
             log.info("pruned %d acknowledged event(s) older than %g day(s) from the buffer", pruned, keep.days)
         return pruned
@@ -338,6 +365,14 @@ class GatewayService:
 
     def _push_job(self) -> None:
         try:
+            self._try_writing()
             self._push(ignore_backoff=False)
         except Exception:
             log.exception("unexpected error while pushing; pending punches stay in the buffer")
+
+    def _try_writing(self) -> None:
+        """While the buffer's writes fail, try one: once there is room again, the alert and the metric
+        clear and the terminals are read, even on a quiet night when nothing else writes."""
+        if self.buffer.write_failure is not None:
+            with contextlib.suppress(BufferWriteFailed):  # the buffer logs it, now and then
+                self.buffer.check_writable()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ekinerja.gateway.alerts import Alert, Thresholds, device_alerts, sync_alerts
+from ekinerja.gateway.buffer_writes import WriteFailure
 
 if TYPE_CHECKING:
     from ekinerja.gateway.card_keeper import CardReaderStatus
@@ -52,6 +53,7 @@ class SyncView:
     unreachable_since: datetime | None
     last_error: str | None
     last_contact: datetime | None = None  # the store last answered a push or a probe
+    buffer_write_failure: WriteFailure | None = None  # the buffer cannot be written (disk full): why, since when
 
     @property
     def store_reachable(self) -> bool | None:
@@ -142,6 +144,7 @@ def take_snapshot(service: GatewayService, limits: Thresholds, now: datetime | N
         unreachable_since=pusher.unreachable_since,
         last_error=pusher.last_error,
         last_contact=pusher.last_contact,
+        buffer_write_failure=service.buffer.write_failure,
     )
     alerts = [a for d in devices for a in device_alerts(d, limits, now)] + sync_alerts(sync, limits, now)
     return Snapshot(service.config.gateway.id, now, devices, sync, alerts)

@@ -7,9 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ekinerja.gateway.alerts import Thresholds, device_alerts, sync_alerts
+from ekinerja.gateway.buffer_writes import WriteFailure
 from ekinerja.gateway.status import DeviceView, SyncView
 
 NOW = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+FULL = WriteFailure(NOW, True, "/var/lib/ekinerja", "the disk is full at /var/lib/ekinerja/buffer.sqlite3")
+BROKEN = WriteFailure(NOW, False, "/var/lib/ekinerja", "disk I/O error (SQLITE_IOERR_WRITE) at ...")
 LIMITS = Thresholds(
     device_offline_minutes=10,
     clock_skew_s=120,
@@ -63,6 +66,8 @@ def test_device_alerts(view: DeviceView, codes: list[str]) -> None:
         (sync(unreachable_since=NOW - timedelta(minutes=4), last_error="refused"), []),
         (sync(unreachable_since=NOW - timedelta(minutes=6), last_error="refused"), ["store_unreachable"]),
         (sync(quarantined=1), ["quarantined"]),
+        (sync(buffer_write_failure=FULL), ["disk_full"]),  # at once: no threshold
+        (sync(buffer_write_failure=BROKEN), ["buffer_unwritable"]),
     ],
 )
 def test_sync_alerts(view: SyncView, codes: list[str]) -> None:
@@ -76,3 +81,10 @@ def test_alert_values_let_a_page_say_it_in_its_language() -> None:
     assert old.values == {"pending": 7, "minutes": 120}
     assert sync(unreachable_since=NOW, last_contact=NOW).store_reachable is False
     assert sync(last_contact=None).store_reachable is None and sync(last_contact=NOW).store_reachable is True
+
+
+def test_a_buffer_that_cannot_be_written_says_where_and_what_to_do() -> None:
+    failing = sync(buffer_write_failure=WriteFailure(NOW - timedelta(minutes=12), True, "/data", "the disk is full"))
+    (alert,) = sync_alerts(failing, LIMITS, NOW)
+    assert alert.values == {"minutes": 12, "folder": "/data"}
+    assert "the disk is full" in alert.message and "free space in /data (gateway.data_dir)" in alert.message

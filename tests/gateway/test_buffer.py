@@ -78,7 +78,7 @@ def test_unusable_folder_or_file_is_a_clear_operator_error(tmp_path: Path) -> No
         Buffer(blocker / "buffer.sqlite3")
     garbage = tmp_path / "buffer.sqlite3"
     garbage.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(BufferUnusable, match=r"cannot be opened .*do not delete it"):
+    with pytest.raises(BufferUnusable, match=r"cannot be opened: it is damaged .*do not delete it"):
         Buffer(garbage)
     assert garbage.read_bytes() == b"this is not a database" * 100, "the damaged file was changed"
 

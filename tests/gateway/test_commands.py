@@ -57,6 +57,7 @@ def test_set_time_brings_a_drifted_clock_back(tmp_path: Path) -> None:
         finally:
             service.close()
     assert answer["ok"] is True and answer["device"] == "pintu"
+    assert answer["recorded"] is True and "warning" not in answer
     assert -605 <= answer["skew_before_s"] <= -595 and abs(answer["skew_after_s"]) <= 2
     assert abs(device.clock_offset_s) <= 2
     assert service.buffer.clock_settings()[0][0] == "pintu"

@@ -35,6 +35,7 @@ TOKEN = "full-log-token-1"
 def test_when_a_log_is_cleared(
     at_percent: float | None, records: int, capacity: int, all_read: bool, unacknowledged: int, expected: bool
 ) -> None:
+    # The buffer must also be writable: the keeper asks last (test_disk_full).
     decided = should_clear_log(
         at_percent=at_percent, records=records, capacity=capacity, all_read=all_read, unacknowledged=unacknowledged
     )
