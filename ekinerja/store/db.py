@@ -33,6 +33,7 @@ from sqlalchemy import (
     false,
     make_url,
     text,
+    true,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -232,6 +233,50 @@ audit_log = Table(
     mysql_charset="utf8mb4",
 )
 """Append-only: written in the transaction of the change it records; no API updates or deletes it."""
+
+# --- the dashboard: its users, their sessions, and what each gateway last reported --------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("full_name", String(200), nullable=False),
+    Column("role", String(16), nullable=False, comment="admin, personnel or head"),
+    Column("unit", String(200), nullable=True, comment="a head of unit sees this unit only"),
+    Column("password_hash", String(200), nullable=False, comment="argon2id"),
+    Column("totp_secret", String(64), nullable=False, comment="base32, for the second factor"),
+    Column("totp_last_step", BigInteger(), nullable=True, comment="a code is good once"),
+    Column("failed_logins", Integer(), nullable=False, server_default=text("0")),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("active", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True, comment="the cookie holds the id; only its hash is kept"),
+    Column("username", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_sessions_username", "username"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+gateway_reports = Table(
+    "gateway_reports",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("report", Text(), nullable=False, comment="JSON: the gateway's status as it last sent it"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
 
 feed_locks = Table(
     "feed_locks",

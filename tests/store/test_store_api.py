@@ -178,7 +178,7 @@ def test_non_finite_skew_is_rejected(engine: Engine) -> None:
 def test_healthz_ok(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "schema": "0003"}
+    assert response.json() == {"status": "ok", "database": "ok", "schema": "0004"}
 
 
 def test_healthz_503_before_migration(store_url: str) -> None:

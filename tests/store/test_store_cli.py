@@ -72,14 +72,14 @@ def test_migrate_then_serve(store_url: str, tmp_path: Path) -> None:
     assert f"ekinerja store migrate --config {config}" in refused.stderr
     migrated = run_cli("migrate", "--config", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    assert "revision 0003" in migrated.stdout
+    assert "revision 0004" in migrated.stdout
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         env = os.environ | {"STORE_TEST_TOKEN": TOKEN}
         proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], stdout=out, stderr=out, cwd=tmp_path, env=env)
     try:
         health = wait_healthy(proc, port, log)
-        assert health.json() == {"status": "ok", "database": "ok", "schema": "0003"}
+        assert health.json() == {"status": "ok", "database": "ok", "schema": "0004"}
         posted = httpx.post(
             f"http://127.0.0.1:{port}/v1/punches",
             content=one_batch().model_dump_json(),

@@ -17,7 +17,7 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
     engine = make_engine(store_url)
     try:
         assert current_revision(engine) is None
-        assert upgrade(engine) == head_revision() == "0003"
+        assert upgrade(engine) == head_revision() == "0004"
         assert current_revision(engine) == head_revision()
         with engine.connect() as connection:
             # The migration builds exactly what db.py describes: columns, types, indexes, names.
@@ -27,7 +27,7 @@ def test_migrate_from_empty_to_head(store_url: str) -> None:
             assert {"uq_punches_event_id", "ix_punches_subject"} <= indexes
             # The changed-days feed's writers take turns on this row.
             assert connection.execute(select(feed_locks.c.name)).scalars().all() == ["day_changes"]
-        assert upgrade(engine) == "0003"  # a second run changes nothing
+        assert upgrade(engine) == "0004"  # a second run changes nothing
     finally:
         engine.dispose()
 
@@ -49,10 +49,10 @@ def test_downgrade_one_step_and_upgrade_again(store_url: str) -> None:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.downgrade(config, "0002")
-        assert current_revision(engine) == "0002"
+            command.downgrade(config, "0003")
+        assert current_revision(engine) == "0003"
         with engine.connect() as connection:
-            assert not inspect(connection).has_table("audit_log")
+            assert not inspect(connection).has_table("users")
         assert upgrade(engine) == head_revision()
     finally:
         engine.dispose()
