@@ -1,0 +1,86 @@
+"""``ekinerja store user ...`` as an IT technician runs it: real processes on SQLite."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from ekinerja.store import accounts
+from ekinerja.store.db import make_engine
+
+CLI = [sys.executable, "-m", "ekinerja.cli", "store"]
+
+
+def run(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"USER": "petugas-it"}
+    return subprocess.run([*CLI, *args, "--config", str(tmp_path / "store.toml")], input=stdin, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path, env=env)  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    (tmp_path / "store.toml").write_text(f'[store]\ndatabase_url = "sqlite:///{tmp_path}/store.db"\n')
+    assert run(tmp_path, "migrate").returncode == 0
+    return tmp_path
+
+
+def sign_in(folder: Path, username: str, password: str, secret: str) -> accounts.LoginResult:
+    engine = make_engine(f"sqlite:///{folder}/store.db")
+    try:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        return accounts.authenticate(engine, username, password, pyotp.TOTP(secret).now(), now)
+    finally:
+        engine.dispose()
+
+
+def secret_of(output: str) -> str:
+    found = re.search(r"enter the key by hand: ([A-Z2-7]{32})", output)
+    assert found, output
+    return found.group(1)
+
+
+def test_add_sign_in_passwd_reset_totp_and_list(store: Path) -> None:
+    added = run(store, "user", "add", "kabag.umum", "--name", "Kepala Bagian Umum", "--role", "head",
+                "--unit", "Bagian Umum", "--password-stdin", stdin="sandi-kabag-umum-1\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "user kabag.umum added as head of Bagian Umum" in added.stdout
+    assert "█" in added.stdout or "▀" in added.stdout, "a QR code for the authenticator app"
+    secret = secret_of(added.stdout)
+    assert "otpauth://totp/e-Kinerja%20absensi:kabag.umum?secret=" in added.stdout
+    assert sign_in(store, "kabag.umum", "sandi-kabag-umum-1", secret).user is not None
+    changed = run(store, "user", "passwd", "kabag.umum", "--password-stdin", stdin="sandi-baru-kabag-2\n")
+    assert changed.returncode == 0 and "password of kabag.umum set" in changed.stdout
+    reset = run(store, "user", "reset-totp", "kabag.umum")
+    new_secret = secret_of(reset.stdout)
+    assert new_secret != secret
+    listed = run(store, "user", "list")
+    assert listed.stdout.strip() == "kabag.umum\thead\tBagian Umum\tKepala Bagian Umum"
+    assert run(store, "user", "unlock", "kabag.umum").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["add", "kabag", "--name", "K", "--role", "head"], "sandi-yang-cukup-panjang\n", "needs --unit"),
+        (["add", "sdm", "--name", "S", "--role", "personnel"], "pendek\n", "shorter than 10 characters"),
+        (["add", "Bukan Nama", "--name", "X", "--role", "admin"], "sandi-yang-cukup-panjang\n", "a user name is"),
+        (["add", "x1", "--name", "X", "--role", "boss"], "", "invalid choice: 'boss'"),
+        (["passwd", "siapa", "--password-stdin"], "sandi-yang-cukup-panjang\n", "no user 'siapa'"),
+        (["reset-totp", "siapa"], "", "no user 'siapa'"),
+    ],
+)
+def test_mistakes_are_one_line_exit_2_and_change_nothing(store: Path, args: list[str], stdin: str,
+                                                         message: str) -> None:  # fmt: skip
+    if args[0] == "add" and "--password-stdin" not in args and "boss" not in args:
+        args = [*args, "--password-stdin"]
+    done = run(store, "user", *args, stdin=stdin)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert run(store, "user", "list").stdout == ""
