@@ -17,10 +17,10 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from ekinerja.store import audit
-from ekinerja.store.db import users
+from ekinerja.store.db import sessions, users
 
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
@@ -141,6 +141,8 @@ def _change(engine: Engine, username: str, by: str, now: datetime, action: str, 
             .where(users.c.username == username)
             .values(failed_logins=0, locked_until=None, updated_at=now, **values)
         )
+        if action != "user.unlock":  # a new password or second factor: sessions made with the old end
+            conn.execute(delete(sessions).where(sessions.c.username == username))
         audit.record(conn, by, now, [audit.Change(action, username, {})])
 
 

@@ -7,7 +7,6 @@ browser for page tests"). A screenshot is kept in tests/.artifacts/ for review.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, expect
 from prometheus_client.parser import text_string_to_metric_families
 
 from ekinerja.config.gateway import GatewayConfig
@@ -25,19 +24,10 @@ from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.gateway.service import GatewayService
 from ekinerja.gateway.web import WebServer
 
+from browser import ARTIFACTS, chromium
 from stack import free_port, running, store_server, wait_for, write_gateway_toml
 
 TOKEN = "status-page-token-1"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 USER, PASSWORD = "it-kantor", "rahasia-sekali-1"
 
 
@@ -152,17 +142,8 @@ def test_healthz_is_503_when_the_service_is_not_running(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, headless, through Playwright; a missing browser fails the tests loudly."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: the status page is tested in Debian's chromium. Run scripts/test.sh "
-            "(it installs it) or apt-get install chromium; never `playwright install`."
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 def _is_page_error(message: ConsoleMessage) -> bool:
