@@ -182,7 +182,9 @@ def test_today_is_scored_live_and_marked_open(client: TestClient) -> None:
     csv_post(client, "/v1/employees", EMPLOYEES)
     office = client.app.state.store.office  # type: ignore[attr-defined]
     now = office.now()
-    push(client, [punch("1001", now - timedelta(minutes=1), Punch.IN)])
+    # At 07:10, or now if earlier: a punch after midday counts as a clock-out, not a clock-in.
+    arrival = min(now.replace(tzinfo=None) - timedelta(minutes=1), now.replace(tzinfo=None, hour=7, minute=10))
+    push(client, [punch("1001", arrival, Punch.IN)])
     today = now.date().isoformat()
     answer = client.get("/v1/attendance/daily", params={"nip": ANI, "from": today, "to": today}, headers=CORE)
     (only,) = answer.json()["days"]
