@@ -63,6 +63,15 @@ class StoreClientSection(Section):
         le=86400,
         description="With card readers: seconds between fetches of the registry's card list (for 'unknown card').",
     )
+    report_interval_s: float = Field(
+        default=60.0,
+        ge=10,
+        le=3600,
+        description=(
+            "Seconds between status reports to the store (devices, backlog, alerts) for the central IT team's "
+            "fleet view; a device going on- or offline is reported within seconds anyway."
+        ),
+    )
     ca_file: Path | None = Field(
         default=None,
         description="CA certificate (PEM) the store's HTTPS certificate must chain to; the system's CAs without it.",

@@ -31,6 +31,7 @@ from ekinerja.gateway.known_cards import KnownCards
 from ekinerja.gateway.malloc_arenas import limit_malloc_arenas
 from ekinerja.gateway.metrics import GatewayMetrics
 from ekinerja.gateway.status import Snapshot, take_snapshot
+from ekinerja.gateway.store_report import WATCH_S, StatusReporter
 from ekinerja.sync.contract import PunchEvent
 
 if TYPE_CHECKING:
@@ -142,6 +143,11 @@ class GatewayService:
         return PushClient(store.url, store.token, self.config.gateway.id, store.timeout_s, store.ca_file)
 
     @functools.cached_property
+    def reporter(self) -> StatusReporter:
+        """The status reports to the store's fleet view."""
+        return StatusReporter(self, self.config.store.report_interval_s)
+
+    @functools.cached_property
     def pusher(self) -> Pusher:
         """The push job's state (backoff, last success)."""
         from ekinerja.sync.push import Pusher
@@ -239,7 +245,7 @@ class GatewayService:
 
         limit_malloc_arenas()  # a thread per terminal: see malloc_arenas
         self.card_watches = self._card_watches()
-        _ = self.pusher  # built here, before the threads that read it
+        _ = self.pusher, self.reporter  # built here, before the threads that read them
         web = self._start_web(stop)
         bridge = self._start_mqtt()
         polled = [d for d in self.config.terminals if not d.live]
@@ -249,6 +255,8 @@ class GatewayService:
         jobs.add_push(self.config.store.push_interval_s, self._push_job)
         if self.config.card_readers:
             jobs.add_repeating("cards", self.config.store.cards_refresh_s, self.refresh_known_cards)
+        # Looks every WATCH_S whether a report is due (first at once), so a device that comes or goes shows soon.
+        jobs.add_repeating("report", WATCH_S, functools.partial(self._report_job, stop))
         jobs.add_daily("prune", self.prune)
         self.on_new_events = jobs.push_soon
         jobs.start()
@@ -369,6 +377,14 @@ class GatewayService:
             self._push(ignore_backoff=False)
         except Exception:
             log.exception("unexpected error while pushing; pending punches stay in the buffer")
+
+    def _report_job(self, stop: threading.Event) -> None:
+        if stop.is_set():  # queued behind a push while stopping: a store that hangs must not hold the stop twice
+            return
+        try:
+            self.reporter.tick()
+        except Exception:  # a job must never die; the next tick tries again
+            log.exception("unexpected error while reporting the status to the store")
 
     def _try_writing(self) -> None:
         """While the buffer's writes fail, try one: once there is room again, the alert and the metric

@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ekinerja.config.store import StoreConfig
-from ekinerja.store import api_registry, api_reports
+from ekinerja.store import api_fleet, api_registry, api_reports
 from ekinerja.store.api_deps import Reader, State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
 from ekinerja.store.attendance import Office, mark_arrived
@@ -112,6 +112,7 @@ def create_app(
     app.get("/metrics", include_in_schema=False)(get_metrics)
     app.include_router(api_reports.router)
     app.include_router(api_registry.router)
+    app.include_router(api_fleet.router)
     dashboard.mount(app)
     return app
 

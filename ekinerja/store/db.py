@@ -56,6 +56,8 @@ SeqType = BigInteger().with_variant(Integer(), "sqlite")
 """SQLite only autoincrements an ``INTEGER PRIMARY KEY``; elsewhere the feed position is 64-bit."""
 
 UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+"""Text over 64 KiB: MySQL's plain TEXT stops there (a gateway's report with many devices)."""
 """A naive UTC instant; MySQL's plain DATETIME would drop the microseconds."""
 
 punches = Table(
@@ -273,7 +275,7 @@ gateway_reports = Table(
     metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
-    Column("report", Text(), nullable=False, comment="JSON: the gateway's status as it last sent it"),
+    Column("report", LongText, nullable=False, comment="JSON: the gateway's status as it last sent it"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )

@@ -83,7 +83,10 @@ def _check_naive(value: datetime) -> datetime:
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must be an instant with a UTC offset, e.g. 2026-01-05T00:31:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a year before the first one Python knows
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 ZoneName = Annotated[str, AfterValidator(_check_zone)]
@@ -472,3 +475,93 @@ class FeedPage(_Model):
     items: list[FeedItem]
     next_after: int
     has_more: bool
+
+
+# --- the gateway's status report (PUT /v1/gateway-report) -----------------------------------------
+
+MAX_REPORT_DEVICES = 500
+MAX_REPORT_ALERTS = 500
+MAX_REPORT_READERS = 20
+MAX_REPORT_TEXT = 500
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"  # no control characters: a report is shown on pages and in logs
+
+ReportText = Annotated[str, Field(max_length=MAX_REPORT_TEXT, pattern=_PRINTABLE)]
+"""Free text of a report (an error, an alert's message): one line, at most 500 characters."""
+Count = Annotated[int, Field(ge=0, le=2**53)]
+"""A count; at most 2**53, what a JavaScript page still reads exactly."""
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _check_wall_clock(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        raise ValueError("must be the device's wall-clock time, without a UTC offset")
+    return value
+
+
+WallClock = Annotated[datetime, AfterValidator(_check_wall_clock)]
+
+
+class DeviceReport(_Model):
+    """One terminal (``zk``) or card-reader entry (``pcsc``) as the gateway last saw it."""
+
+    id: Identifier
+    kind: Literal["zk", "pcsc"]
+    online: bool
+    since: UtcDateTime | None = Field(default=None, description="when it went online or offline")
+    serial: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE)
+    firmware: str | None = Field(default=None, max_length=100, pattern=_PRINTABLE)
+    users: Count | None = None
+    records: Count | None = None
+    capacity: Count | None = None
+    percent_used: Finite | None = Field(default=None, ge=0, le=1_000_000, description="of the log's capacity")
+    clock_skew_s: Finite | None = Field(default=None, ge=-1e10, le=1e10, description="device clock minus true time")
+    last_punch: WallClock | None = Field(default=None, description="the device's wall-clock time of its newest punch")
+    last_error: ReportText | None = None
+    punches: Count = Field(default=0, description="new punches stored since the gateway started")
+    live: bool = False
+    readers: list[Annotated[str, Field(min_length=1, max_length=200, pattern=_PRINTABLE)]] = Field(
+        default_factory=list, max_length=MAX_REPORT_READERS, description="pcsc: the readers watched"
+    )
+
+
+class SyncReport(_Model):
+    """The gateway's buffer and its pushes."""
+
+    pending: Count
+    oldest_pending_at: UtcDateTime | None = None
+    rejected: Count = 0
+    quarantined: Count = 0
+    last_success: UtcDateTime | None = Field(default=None, description="the last push that sent punches")
+    last_error: ReportText | None = None
+
+
+AlertValue = Finite | ReportText
+
+
+class AlertReport(_Model):
+    """One condition the gateway's IT team must act on (the rules are the gateway's ``[alerts]``)."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
+    device_id: Identifier | None = None
+    message: ReportText
+    values: dict[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")], AlertValue] = Field(
+        default_factory=dict, max_length=20
+    )
+
+
+class GatewayReport(_Model):
+    """What a gateway PUTs to ``/v1/gateway-report``: its status page's picture, for the fleet view."""
+
+    contract_version: Literal[1] = 1
+    gateway_id: Identifier
+    taken_at: UtcDateTime
+    devices: list[DeviceReport] = Field(default_factory=list, max_length=MAX_REPORT_DEVICES)
+    sync: SyncReport
+    alerts: list[AlertReport] = Field(default_factory=list, max_length=MAX_REPORT_ALERTS)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Self:
+        ids = [d.id for d in self.devices]
+        if len(set(ids)) != len(ids):
+            raise ValueError("devices: every device id must appear once")
+        return self

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ekinerja.backoff import Backoff
 from ekinerja.config.common import without_credentials
-from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, KnownCards, Outcome, PunchEvent
+from ekinerja.sync.contract import CONTRACT_VERSION, BatchResult, GatewayReport, KnownCards, Outcome, PunchEvent
 
 log = logging.getLogger("ekinerja.sync.push")
 
@@ -107,6 +107,9 @@ class PushClient:
         self.gateway_id = gateway_id
         self._url = url.rstrip("/") + "/v1/punches"
         self._cards_url = url.rstrip("/") + "/v1/cards"
+        self._report_url = url.rstrip("/") + "/v1/gateway-report"
+        self._reports_unknown_until: float | None = None  # an older store has no report endpoint: ask again then
+        self._refused_reports: set[int] = set()  # how the store refused reports (413, 422), each logged once
         self._shown = without_credentials(self._url)  # what messages and logs may say
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
@@ -174,6 +177,53 @@ class PushClient:
             raise StoreUnavailable(
                 f"{without_credentials(self._cards_url)} answered {response.status_code} without a card list"
             ) from None
+
+    def report(self, report: GatewayReport) -> bool:
+        """PUT the gateway's status to the store's fleet view; True when the store kept it.
+
+        Never raises: a report is a courtesy to the central IT team, and an outage is already told
+        by the push job. A store without the endpoint (older than this gateway) is asked once an hour.
+        """
+        if self._reports_unknown_until is not None and time.monotonic() < self._reports_unknown_until:
+            return False
+        try:
+            response = self._client.put(self._report_url, content=report.model_dump_json().encode())
+        except httpx.HTTPError as exc:
+            log.debug("status report not sent: %s: %s", type(exc).__name__, exc)
+            return False
+        return self._report_answered(response)
+
+    def _report_answered(self, response: httpx.Response) -> bool:
+        status = response.status_code
+        if status in (200, 204):
+            if self._reports_unknown_until is not None:
+                log.info("the store at %s now keeps this gateway's status reports", self._shown_base)
+                self._reports_unknown_until = None
+            return True
+        if status == 404:
+            if self._reports_unknown_until is None:
+                log.info(
+                    "the store at %s has no status report endpoint (it is older than this gateway): the central "
+                    "fleet view will not show this gateway until the store is upgraded; asked again every hour",
+                    self._shown_base,
+                )
+            self._reports_unknown_until = time.monotonic() + REPORT_ABSENT_RETRY_S
+        elif status in (413, 422) and status not in self._refused_reports:
+            # Not an outage, and not told by the push job: the store and this gateway disagree on the
+            # report (versions, size). Said once; the reports go on being tried.
+            self._refused_reports.add(status)
+            log.warning("the store refused this gateway's status report (%d): %s", status, _detail(response))
+        else:
+            log.debug("status report not kept: the store answered %d: %s", status, _detail(response))
+        return False
+
+    @property
+    def _shown_base(self) -> str:
+        return self._shown.removesuffix("/v1/punches")
+
+
+REPORT_ABSENT_RETRY_S = 3600.0
+"""A store that answered 404 to a status report is asked again after this long."""
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -43,7 +43,7 @@ from warm_gateway import WarmGateways
 TOKEN = "kill-loop-token-opd-1"
 CLI = [sys.executable, "-m", "ekinerja.cli"]
 SEED = 20261130
-MIN_KILLS, MAX_KILLS = 50, 70
+MIN_KILLS, MAX_KILLS = 50, 55
 TIME_BUDGET_S = 100.0  # the loop ends after MAX_KILLS kills or this long, whichever comes first
 STARTUP_KILL_SHARE = 0.1  # this share of kills lands at once after the start, the rest within the work
 WORK_S = (0.02, 1.2)  # a kill lands this long after the gateway says it is running

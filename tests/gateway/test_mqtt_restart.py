@@ -33,7 +33,7 @@ from stack import device_punches, feed_punches, read_whole_feed, running, store_
 
 TOKEN = "mqtt-restart-token-1"
 BASE = "ekinerja/opd-1"
-RESTARTS = 5
+RESTARTS = 3
 DEVICES = ("pintu", "samping")  # pintu captured live, samping polled every second
 
 

@@ -62,7 +62,12 @@ def upgrade() -> None:
         "gateway_reports",
         sa.Column("gateway_id", sa.String(64), nullable=False),
         sa.Column("received_at", _instant(), nullable=False),
-        sa.Column("report", sa.Text(), nullable=False, comment="JSON: the gateway's status as it last sent it"),
+        sa.Column(
+            "report",
+            sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+            nullable=False,
+            comment="JSON: the gateway's status as it last sent it",
+        ),
         sa.PrimaryKeyConstraint("gateway_id", name="pk_gateway_reports"),
         **_MYSQL,
     )
