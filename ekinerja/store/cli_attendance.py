@@ -74,6 +74,16 @@ def _read(path: Path) -> str:
         raise BadRequest(f"{path}: not UTF-8 text (save it from the spreadsheet as CSV UTF-8)") from None
 
 
+def utc_now() -> datetime:
+    """Now, as the store keeps instants: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def operator(args: argparse.Namespace) -> str:
+    """Who runs an account or token command, for the audit log: ``--by``, else cli:<login name>."""
+    return str(args.by or f"cli:{getpass.getuser()}")
+
+
 class BadRequest(OperatorError):
     """A command asked for something that cannot be answered."""
 

@@ -7,16 +7,15 @@ the store keeps only its hash. Each change is in the audit log with who ran it.
 from __future__ import annotations
 
 import argparse
-import getpass
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from ekinerja.store import gateway_tokens
 from ekinerja.store.attendance import Office
-from ekinerja.store.cli_attendance import BadRequest, with_store
+from ekinerja.store.cli_attendance import BadRequest, operator, utc_now, with_store
 
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
@@ -62,14 +61,6 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     verbs.choices["revoke"].add_argument("--reason", default=None, help="why, for the audit log")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _by(args: argparse.Namespace) -> str:
-    return str(args.by or f"cli:{getpass.getuser()}")
-
-
 def _show(gateway_id: str, token: str) -> None:
     print(token)
     print(
@@ -82,7 +73,7 @@ def _show(gateway_id: str, token: str) -> None:
 
 def _add(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     try:
-        token = gateway_tokens.add(engine, args.gateway_id, _by(args), _now())
+        token = gateway_tokens.add(engine, args.gateway_id, operator(args), utc_now())
     except gateway_tokens.TokenError as exc:
         raise BadRequest(str(exc)) from None
     _show(args.gateway_id, token)
@@ -92,7 +83,7 @@ def _add(args: argparse.Namespace, engine: Any, _office: Office) -> int:
 def _rotate(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     grace = timedelta(hours=args.grace_hours)
     try:
-        token = gateway_tokens.rotate(engine, args.gateway_id, _by(args), _now(), grace)
+        token = gateway_tokens.rotate(engine, args.gateway_id, operator(args), utc_now(), grace)
     except gateway_tokens.TokenError as exc:
         raise BadRequest(str(exc)) from None
     _show(args.gateway_id, token)
@@ -101,7 +92,7 @@ def _rotate(args: argparse.Namespace, engine: Any, _office: Office) -> int:
 
 def _revoke(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     try:
-        count = gateway_tokens.revoke(engine, args.gateway_id, _by(args), _now(), args.reason)
+        count = gateway_tokens.revoke(engine, args.gateway_id, operator(args), utc_now(), args.reason)
     except gateway_tokens.TokenError as exc:
         raise BadRequest(str(exc)) from None
     print(f"gateway {args.gateway_id!r}: {count} token(s) revoked; its pushes are refused from now on")
@@ -109,7 +100,7 @@ def _revoke(args: argparse.Namespace, engine: Any, _office: Office) -> int:
 
 
 def _list(_args: argparse.Namespace, engine: Any, _office: Office) -> int:
-    for entry in gateway_tokens.listing(engine, _now()):
+    for entry in gateway_tokens.listing(engine, utc_now()):
         graces = "".join(f"; 1 old until {end:%Y-%m-%d %H:%M} UTC" for end in entry.ending)
         print(f"{entry.gateway_id}\t{entry.lasting} valid{graces}; newest made {entry.created_at:%Y-%m-%d %H:%M} UTC")
     return 0

@@ -11,7 +11,6 @@ import argparse
 import getpass
 import io
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import segno
 from ekinerja.store import accounts
 from ekinerja.store.accounts import AccountError, Role, User
 from ekinerja.store.attendance import Office
-from ekinerja.store.cli_attendance import BadRequest, with_store
+from ekinerja.store.cli_attendance import BadRequest, operator, utc_now, with_store
 
 
 def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,14 +45,6 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add.add_argument("--name", required=True, help="their full name, as the dashboard greets them")
     add.add_argument("--role", required=True, choices=[r.value for r in Role], help="admin, personnel or head")
     add.add_argument("--unit", default=None, help="for a head of unit: the unit, as the registry names it")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _by(args: argparse.Namespace) -> str:
-    return str(args.by or f"cli:{getpass.getuser()}")
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -86,7 +77,7 @@ def _add(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     user = User(args.username, args.name, Role(args.role), args.unit)
     _guarded(lambda: accounts.check_new_account(user.username, user.role, user.unit))
     password = _password(args)
-    secret = _guarded(lambda: accounts.add(engine, user, password, _by(args), _now()))
+    secret = _guarded(lambda: accounts.add(engine, user, password, operator(args), utc_now()))
     print(f"user {user.username} added as {user.role.value}" + (f" of {user.unit}" if user.unit else ""))
     _show_second_factor(user.username, secret)
     return 0
@@ -94,25 +85,25 @@ def _add(args: argparse.Namespace, engine: Any, _office: Office) -> int:
 
 def _passwd(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     password = _password(args)
-    _guarded(lambda: accounts.set_password(engine, args.username, password, _by(args), _now()))
+    _guarded(lambda: accounts.set_password(engine, args.username, password, operator(args), utc_now()))
     print(f"password of {args.username} set")
     return 0
 
 
 def _reset_totp(args: argparse.Namespace, engine: Any, _office: Office) -> int:
-    secret = _guarded(lambda: accounts.reset_totp(engine, args.username, _by(args), _now()))
+    secret = _guarded(lambda: accounts.reset_totp(engine, args.username, operator(args), utc_now()))
     _show_second_factor(args.username, secret)
     return 0
 
 
 def _unlock(args: argparse.Namespace, engine: Any, _office: Office) -> int:
-    _guarded(lambda: accounts.unlock(engine, args.username, _by(args), _now()))
+    _guarded(lambda: accounts.unlock(engine, args.username, operator(args), utc_now()))
     print(f"{args.username} may sign in again")
     return 0
 
 
 def _list(_args: argparse.Namespace, engine: Any, _office: Office) -> int:
-    now = _now()
+    now = utc_now()
     for user, locked_until in accounts.listing(engine):
         lock = f"\tlocked until {locked_until:%Y-%m-%d %H:%M} UTC" if locked_until and locked_until > now else ""
         print(f"{user.username}\t{user.role.value}\t{user.unit or 'every unit'}\t{user.full_name}{lock}")
