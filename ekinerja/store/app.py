@@ -31,7 +31,7 @@ from ekinerja.store.api_deps import Reader, State, StoreState, client_host
 from ekinerja.store.api_deps import gateway_id as calling_gateway
 from ekinerja.store.attendance import Office, mark_arrived
 from ekinerja.store.auth import ClientAuth, GatewayAuth
-from ekinerja.store.dashboard import web as dashboard
+from ekinerja.store.dashboard import site as dashboard
 from ekinerja.store.db import db_error_message, describe_url, durability_problems, make_engine
 from ekinerja.store.feed import DEFAULT_FEED_LIMIT, MAX_FEED_LIMIT, read_feed
 from ekinerja.store.ingest import ingest

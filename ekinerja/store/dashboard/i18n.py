@@ -1,4 +1,8 @@
-"""The dashboard's words, in Bahasa Indonesia first and English, from one TOML file per language."""
+"""The dashboard's words, in Bahasa Indonesia first and English.
+
+Each language is a folder of TOML files under ``messages/`` (one per page, plus ``common.toml``); a key
+appears once per language, and both languages have the same keys (a test holds them to it).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,17 @@ DEFAULT = "id"
 
 @cache
 def messages(lang: str) -> dict[str, str]:
-    """Every message of ``lang`` (one of LANGUAGES), by key."""
-    text = (resources.files("ekinerja.store.dashboard") / "messages" / f"{lang}.toml").read_text(encoding="utf-8")
-    return {key: str(value) for key, value in tomllib.loads(text).items()}
+    """Every message of ``lang`` (one of LANGUAGES), by key; a key in two files is an error."""
+    found: dict[str, str] = {}
+    folder = resources.files("ekinerja.store.dashboard") / "messages" / lang
+    for file in sorted(folder.iterdir(), key=lambda f: f.name):
+        if not file.name.endswith(".toml"):
+            continue
+        for key, value in tomllib.loads(file.read_text(encoding="utf-8")).items():
+            if key in found:
+                raise ValueError(f"messages/{lang}/{file.name}: {key} is already defined in another file")
+            found[key] = str(value)
+    return found
 
 
 def choose(asked: str | None, remembered: str | None) -> str:

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from ekinerja.store import accounts
 from ekinerja.store.accounts import Role, User
-from ekinerja.store.dashboard import web
+from ekinerja.store.dashboard.pages import today
 from ekinerja.store.db import make_engine
 from ekinerja.store.registry import import_employees
 from ekinerja.sync.contract import Batch, EventFactory, Punch, Source, Subject, Verify
@@ -45,7 +45,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict[str, str]]]:
     """A store with three employees and two users; yields its URL and each user's TOTP secret."""
-    monkeypatch.setattr(web, "TODAY_REFRESH_S", 2)  # the page refreshes itself; the test need not wait 15 s
+    monkeypatch.setattr(today, "REFRESH_S", 2)  # the page refreshes itself; the test need not wait 15 s
     url = f"sqlite:///{tmp_path}/store.db"
     with store_server(url, {"opd-1": TOKEN}) as base:
         engine = make_engine(url)
