@@ -7,11 +7,14 @@ appears once per language, and both languages have the same keys (a test holds t
 from __future__ import annotations
 
 import tomllib
+from datetime import date
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 
 LANGUAGES = ("id", "en")
 DEFAULT = "id"
+_SWAP = str.maketrans(",.", ".,")
 
 
 @cache
@@ -48,3 +51,14 @@ class Words:
         """The message ``key``, filled with ``values``; a missing key shows as itself (never a crash)."""
         text = self._messages.get(key, key)
         return text.format(**values) if values else text
+
+    def number(self, value: float | Decimal | None, places: int = 0) -> str:
+        """``value`` written the language's way: 1.234,5 in Indonesian, 1,234.5 in English; None as "–"."""
+        if value is None:
+            return "–"
+        text = f"{value:,.{places}f}"
+        return text.translate(_SWAP) if self.lang == "id" else text
+
+    def month(self, month: date) -> str:
+        """``month`` by name and year: "November 2026"."""
+        return f"{self(f'month_{month.month}')} {month.year}"

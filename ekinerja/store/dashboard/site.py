@@ -7,9 +7,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from ekinerja.store.dashboard import signin, web
-from ekinerja.store.dashboard.pages import today
+from ekinerja.store.dashboard.pages import discipline, monthly, today
 
-MODULES = (signin, today)
+MODULES = (signin, today, monthly, discipline)
 
 
 def mount(app: FastAPI) -> None:
@@ -17,6 +17,7 @@ def mount(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(web.here / "static")), name="dashboard-static")
     app.add_exception_handler(web.NeedsSignIn, web.to_sign_in)
     app.add_exception_handler(web.Forbidden, web.refuse)
+    app.add_exception_handler(web.BadQuery, web.bad_query)
     for module in MODULES:
         for path, endpoint, method in module.ROUTES:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False, response_class=HTMLResponse)

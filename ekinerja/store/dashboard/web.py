@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -42,6 +42,14 @@ class Forbidden(Exception):
     def __init__(self, session: Session) -> None:
         super().__init__("forbidden")
         self.session = session
+
+
+class BadQuery(Exception):
+    """A page's query parameter cannot be read; answered 400 with a page naming it and what to write."""
+
+    def __init__(self, session: Session, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.session, self.name, self.problem = session, name, problem
 
 
 def state(request: Request) -> StoreState:
@@ -111,3 +119,15 @@ async def refuse(request: Request, exc: Exception) -> Response:
     """Where Forbidden leads: a 403 page that says the user may not see it."""
     session = exc.session if isinstance(exc, Forbidden) else None
     return page(request, "message.html", 403, session=session, message=words(request)("forbidden"))
+
+
+async def bad_query(request: Request, exc: Exception) -> Response:
+    """Where BadQuery leads: a 400 page naming the parameter and the problem."""
+    assert isinstance(exc, BadQuery)
+    message = words(request)("bad_input", field=exc.name, problem=exc.problem)
+    return page(request, "message.html", 400, session=exc.session, message=message)
+
+
+def query(**values: object) -> str:
+    """A query string of the values that are set (a link to the same page with other choices)."""
+    return urlencode({key: value for key, value in values.items() if value not in (None, "")})
