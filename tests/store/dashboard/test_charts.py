@@ -13,7 +13,9 @@ from itertools import pairwise
 import pytest
 
 from ekinerja.store.dashboard.charts import (
+    CHAR,
     PALETTE,
+    WIDTH,
     Category,
     Series,
     axis_ticks,
@@ -303,6 +305,7 @@ def test_numbers_are_written_by_the_callers_format() -> None:
 # --- TK per unit ---------------------------------------------------------------------------------------
 
 LONG = "Badan Kepegawaian dan Pengembangan Sumber Daya Manusia Daerah"
+HALF = int(WIDTH * 0.45 / CHAR)  # the most characters a unit's name may take: under half the chart
 
 
 @pytest.mark.parametrize(
@@ -313,7 +316,7 @@ LONG = "Badan Kepegawaian dan Pengembangan Sumber Daya Manusia Daerah"
         ([LONG], 10, ["Badan Kep…"]),
         ([LONG, "Bidang Aset"], 12, ["Badan Kepeg…", "Bidang Aset"]),
         (["Dinas Pendidikan dan Kebudayaan"], 18, ["Dinas Pendidikan…"]),  # no space left before the ellipsis
-        ([LONG], 500, [LONG[:42].rstrip() + "…"]),  # a name never takes more than about half the chart
+        ([LONG], 500, [LONG[: HALF - 1].rstrip() + "…"]),  # a name never takes more than about half the chart
     ],
 )
 def test_unit_bars_cut_long_names_and_keep_them_whole_in_the_tooltip(
@@ -324,7 +327,7 @@ def test_unit_bars_cut_long_names_and_keep_them_whole_in_the_tooltip(
     assert [title_of(b) for b in bars] == [f"{n}: 3" for n in names]
     labels = [t.text for b in bars for t in by_class(b, "label", "text")]
     assert labels == shown
-    assert all(len(label or "") <= min(label_chars, 43) for label in labels)
+    assert all(len(label or "") <= min(label_chars, HALF) for label in labels)
 
 
 def test_unit_bars_keep_the_given_order_and_widths_are_proportional() -> None:

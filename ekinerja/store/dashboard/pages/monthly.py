@@ -75,6 +75,7 @@ def _context(request: Request, session: Session, report: Report, month: date) ->
         "previous": query(month=f"{previous:%Y-%m}", unit=unit),
         "following": query(month=f"{following:%Y-%m}", unit=unit),
         "printed_on": store.office.now().date(),
+        "current": month == store.office.now().date().replace(day=1),
     }  # fmt: skip
 
 
