@@ -134,19 +134,35 @@ def test_the_commands_as_an_operator_runs_them(tmp_path: Path) -> None:
     assert actors == {"cli:petugas-it"}
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["gateway", "add", "opd a"], "is not a gateway id"),
-        (["gateway", "rotate", "opd-a", "--grace-hours", "lama"], "is not a number of hours"),
-        (["gateway", "revoke", "opd-a"], "no valid token to revoke"),
-        (["gateway", "frobnicate"], "invalid choice"),
-    ],
-)
-def test_mistakes_are_one_line_and_change_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+MISTAKES = [
+    (["gateway", "add", "opd a"], "is not a gateway id"),
+    (["gateway", "rotate", "opd-a", "--grace-hours", "lama"], "is not a number of hours"),
+    (["gateway", "revoke", "opd-a"], "no valid token to revoke"),
+    (["gateway", "frobnicate"], "invalid choice"),
+]
+
+
+def test_mistakes_are_one_line_and_change_nothing(tmp_path: Path) -> None:
     config = tmp_path / "store.toml"
     config.write_text(f'[store]\ndatabase_url = "sqlite:///{tmp_path}/store.db"\n', encoding="utf-8")
     assert run(tmp_path, "migrate", "--config", str(config)).returncode == 0
-    done = run(tmp_path, *args, "--config", str(config))
-    assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    assert run(tmp_path, "gateway", "add", "opd-b", "--config", str(config)).returncode == 0
+    before = stored(tmp_path)
+    for args, message in MISTAKES:  # one store for all: each command is a process that imports the whole store
+        done = run(tmp_path, *args, "--config", str(config))
+        assert done.returncode == 2, args
+        assert message in done.stderr.strip().splitlines()[-1] and "Traceback" not in done.stderr, args
+        assert stored(tmp_path) == before, f"{args}: a refused command changes nothing"
+
+
+def stored(tmp_path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every gateway token and audit record of the store in ``tmp_path``."""
+    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
+    try:
+        with engine.connect() as conn:
+            tokens = [tuple(r) for r in conn.execute(select(token_table).order_by(*token_table.primary_key))]
+            records = [tuple(r) for r in conn.execute(select(audit_log).order_by(audit_log.c.seq))]
+    finally:
+        engine.dispose()
+    assert tokens and records, "the store has a token and its audit record to keep"
+    return tokens, records
