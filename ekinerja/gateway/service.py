@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ekinerja import sd_notify
 from ekinerja.config.gateway import GatewayConfig, PcscDevice, ZkDevice
 from ekinerja.drivers.card_reader import PcscSettings
 from ekinerja.drivers.punch_windows import PunchWindow
@@ -269,9 +270,11 @@ class GatewayService:
             len(self.card_watches),
             self.config.store.shown_url(),
         )
+        sd_notify.ready(f"running: {len(self.drivers)} terminal(s), {len(self.card_watches)} card reader entr(ies)")
         try:
             stop.wait()
         finally:
+            sd_notify.stopping()
             if bridge is not None:  # first: the broker hears "offline" at once, and no command starts
                 bridge.stop()
             self._stop_promptly(jobs, captures)

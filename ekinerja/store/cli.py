@@ -9,17 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+import uvicorn
 from alembic.util import CommandError
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from ekinerja import sd_notify
 from ekinerja.config.common import split_listen
 from ekinerja.config.loader import ConfigError, load_model
 from ekinerja.config.store import StoreConfig, StoreSection
@@ -28,7 +31,7 @@ from ekinerja.store import cli_attendance, cli_gateways, cli_users
 from ekinerja.store.app import create_app
 from ekinerja.store.attendance import Office
 from ekinerja.store.db import db_error_message, describe_url, make_engine
-from ekinerja.store.schema import current_revision, head_revision, upgrade
+from ekinerja.store.schema import current_revision, head_revision, migrate_to, revisions, upgrade
 
 log = logging.getLogger("ekinerja.store")
 
@@ -52,6 +55,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(func=serve_command)
     migrate = actions.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--config", type=Path, required=True, help="store.toml")
+    migrate.add_argument(
+        "--to", metavar="REVISION", help="an older revision to go back to before installing an older version "
+        "(drops what the newer revisions added, data included); default: the newest"
+    )  # fmt: skip
     migrate.set_defaults(func=migrate_command)
     cli_attendance.register(actions)
     cli_gateways.register(actions)
@@ -59,18 +66,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def migrate_command(args: argparse.Namespace) -> int:
-    """Upgrade the configured database to the newest schema and print the revision."""
+    """Upgrade the configured database to the newest schema (or go to ``--to``) and print the revision."""
     config = load_model(args.config, StoreConfig)
+    if args.to is not None and args.to not in revisions():
+        print(f"ekinerja store migrate: --to {args.to}: this version knows revisions {', '.join(revisions())}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_NOT_MIGRATED
     _quiet_alembic()
     engine = _engine(config, args.config)
     try:
-        revision = _guarded(engine, lambda: upgrade(engine))
+        revision = _guarded(engine, lambda: upgrade(engine) if args.to is None else migrate_to(engine, args.to))
     except DatabaseUnavailable as exc:
         print(f"ekinerja store migrate: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         engine.dispose()
-    print(f"{describe_url(engine.url)}: schema at revision {revision} (head)")
+    print(
+        f"{describe_url(engine.url)}: schema at revision {revision}{' (head)' if revision == head_revision() else ''}"
+    )
     return 0
 
 
@@ -159,6 +172,19 @@ def _guarded(engine: Engine, action: Callable[[], T]) -> T:
         raise DatabaseUnavailable(f"cannot use the {where}: {db_error_message(exc, engine.url)}") from None
 
 
+class _NotifyingServer(uvicorn.Server):
+    """uvicorn that tells systemd (``Type=notify``) it is ready once it listens, and when it stops."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            sd_notify.ready(f"serving on {self.config.host}:{self.config.port}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        sd_notify.stopping()
+        await super().shutdown(sockets)
+
+
 def run_server(app: FastAPI, host: str, port: int, tls: StoreSection | None = None) -> int:
     """Serve ``app`` with uvicorn (one worker, see ingest's ordering note); 0 after a clean stop.
 
@@ -167,8 +193,6 @@ def run_server(app: FastAPI, host: str, port: int, tls: StoreSection | None = No
     uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
     handler that would kill the process and hide the clean shutdown, so a no-op handler is in place.
     """
-    import uvicorn
-
     stopped_by: list[int] = []
 
     def remember(signum: int, _frame: FrameType | None) -> None:
@@ -181,7 +205,7 @@ def run_server(app: FastAPI, host: str, port: int, tls: StoreSection | None = No
             app, host=host, port=port, log_config=None, server_header=False,
             ssl_certfile=cert, ssl_keyfile=key, ssl_keyfile_password=tls.tls_key_password if tls else None,
         )  # fmt: skip
-        uvicorn.Server(config).run()
+        _NotifyingServer(config).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
     log.info("store stopped%s", " (SIGTERM)" if stopped_by else "")

@@ -68,3 +68,28 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> str | 
     finally:
         if engine is not engine_or_url:
             engine.dispose()
+
+
+def revisions() -> list[str]:
+    """Every revision this code knows, oldest first."""
+    return [
+        script.revision for script in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))
+    ]
+
+
+def migrate_to(engine: Engine, revision: str) -> str | None:
+    """Upgrade or downgrade the database to ``revision`` (one of :func:`revisions`); the revision reached.
+
+    A downgrade drops what the newer revisions added, data included (each revision's docstring says what).
+    """
+    known = revisions()
+    if revision not in known:
+        raise ValueError(f"unknown revision {revision!r}: this version knows {', '.join(known)}")
+    now = current_revision(engine)
+    if now is None or now not in known or known.index(revision) >= known.index(now):
+        return upgrade(engine, revision)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    return current_revision(engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,9 +27,10 @@ def gateway(config: Path, *args: str, timeout: float = 60) -> subprocess.Complet
                           timeout=timeout, check=False)  # fmt: skip
 
 
-def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_gateway(config: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([*CLI, "gateway", "run", "--config", str(config)], stdout=out, stderr=out)
+        return subprocess.Popen([*CLI, "gateway", "run", "--config", str(config)], stdout=out, stderr=out,
+                                env=env)  # fmt: skip
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str, log: Path | None = None) -> None:
@@ -53,9 +55,17 @@ def test_store_down_at_start_then_backlog_drains(tmp_path: Path) -> None:
         config = write_gateway_toml(
             tmp_path, f"http://127.0.0.1:{port}", TOKEN, {"pintu": (sim.port, "tcp")}, extra_store="max_backoff_s = 1"
         )
-        proc = start_gateway(config, tmp_path / "gateway.log")
+        # The test is systemd for the Type=notify protocol of deploy/systemd/ekinerja-gateway.service.
+        manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        manager.bind(str(tmp_path / "notify.sock"))
+        manager.settimeout(30)
+        proc = start_gateway(
+            config, tmp_path / "gateway.log", os.environ | {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        )
         try:
             log_file = tmp_path / "gateway.log"
+            # Ready with the store down: the gateway keeps punches without it.
+            assert manager.recv(1000) == b"READY=1\nSTATUS=running: 1 terminal(s), 0 card reader entr(ies)"
             # Both: the punches wait, and a push has found the store down (else it may first try once it is up).
             wait_for(
                 lambda: backlog(config)["pending"] == 250 and "unreachable" in log_file.read_text(),
@@ -71,6 +81,8 @@ def test_store_down_at_start_then_backlog_drains(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(20)
+            with manager:
+                assert manager.recv(1000) == b"STOPPING=1"
     assert code == 0
     assert feed_punches(feed) == device_punches(device)
     assert backlog(config)["pending"] == 0

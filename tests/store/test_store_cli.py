@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,43 @@ def test_serve_migrate_flag_migrates_first(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     assert (tmp_path / "data" / "store.db").is_file()
+
+
+def test_serve_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path: Path) -> None:
+    """The Type=notify protocol of deploy/systemd/ekinerja-store.service, with the test as the manager."""
+    port = free_port()
+    config = write_config(tmp_path / "store.toml", "sqlite:///store.db", port)
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(tmp_path / "notify.sock"))
+    manager.settimeout(30)
+    log = tmp_path / "serve.log"
+    with manager, open(log, "wb") as out:
+        env = os.environ | {"STORE_TEST_TOKEN": TOKEN, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        proc = subprocess.Popen([*CLI, "serve", "--migrate", "--config", str(config)], stdout=out, stderr=out,
+                                cwd=tmp_path, env=env)  # fmt: skip
+        try:
+            ready = manager.recv(1000).decode()
+            assert ready == f"READY=1\nSTATUS=serving on 127.0.0.1:{port}", log.read_text()
+            # Ready means ready: the very next request is answered (no wait loop here).
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        assert manager.recv(1000) == b"STOPPING=1"
+
+
+def test_migrate_back_to_an_older_revision_and_forward(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "store.toml", "sqlite:///store.db", free_port())
+    assert "revision 0004 (head)" in run_cli("migrate", "--config", str(config), cwd=tmp_path).stdout
+    back = run_cli("migrate", "--to", "0003", "--config", str(config), cwd=tmp_path)
+    assert back.returncode == 0 and back.stdout.strip().endswith("schema at revision 0003"), back.stderr
+    unknown = run_cli("migrate", "--to", "0010", "--config", str(config), cwd=tmp_path)
+    assert (
+        unknown.returncode == 2 and "--to 0010: this version knows revisions 0001, 0002, 0003, 0004" in unknown.stderr
+    )
+    refused = run_cli("serve", "--config", str(config), cwd=tmp_path)
+    assert refused.returncode == 2 and "migrate" in refused.stderr
+    assert "revision 0004 (head)" in run_cli("migrate", "--config", str(config), cwd=tmp_path).stdout
 
 
 def test_unknown_key_in_config_is_exit_2_naming_it(tmp_path: Path) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 
 from ekinerja.store.db import feed_locks, make_engine, metadata
-from ekinerja.store.schema import alembic_config, current_revision, head_revision, upgrade
+from ekinerja.store.schema import current_revision, head_revision, migrate_to, revisions, upgrade
 
 
 def test_migrate_from_empty_to_head(store_url: str) -> None:
@@ -42,17 +42,19 @@ def test_upgrade_from_a_url_disposes_its_own_engine(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_downgrade_one_step_and_upgrade_again(store_url: str) -> None:
+def test_downgrade_to_the_first_revision_and_upgrade_again(store_url: str) -> None:
     engine = make_engine(store_url)
     try:
         upgrade(engine)
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0003")
-        assert current_revision(engine) == "0003"
+        assert revisions() == ["0001", "0002", "0003", "0004"] and revisions()[-1] == head_revision()
+        assert migrate_to(engine, "0003") == "0003"
         with engine.connect() as connection:
             assert not inspect(connection).has_table("users")
-        assert upgrade(engine) == head_revision()
+        assert migrate_to(engine, "0001") == "0001"  # every downgrade runs, on each backend
+        with engine.connect() as connection:
+            assert inspect(connection).has_table("punches") and not inspect(connection).has_table("employees")
+        assert migrate_to(engine, "0004") == head_revision()
+        with pytest.raises(ValueError, match="unknown revision '0009'"):
+            migrate_to(engine, "0009")
     finally:
         engine.dispose()
