@@ -35,15 +35,13 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from ekinerja.sqlite_files import in_use
+
 _WAL_HEADER = struct.Struct(">8I")  # magic, version, page size, checkpoint seq, salt 1, salt 2, checksum 1, 2
 _FRAME_HEADER = struct.Struct(">6I")  # page, database size after a commit (else 0), salt 1, salt 2, checksum 1, 2
 _WAL_MAGIC = (0x377F0682, 0x377F0683)  # little- or big-endian checksums
 _SHM_HEADER = struct.Struct("=IIIBBHII8s8sII")  # the wal-index header, native order (two copies)
 _DAMAGE_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
-# SQLite's unix VFS locks bytes 120-127 of -shm while reading or writing, and every connection holds
-# a read lock on byte 128 for as long as it is open.
-_SHM_LOCKS = (120, 9)
-_FLOCK = struct.Struct("hhqqi")  # Linux's struct flock: type, whence, start, length, pid (native alignment)
 CONFIRM_LOOKS = 3
 CONFIRM_PAUSE_S = 0.05
 
@@ -64,54 +62,6 @@ def find_damage(path: Path) -> str | None:
 def recovery_marker(path: Path) -> Path:
     """The file that says a recovery of the buffer at ``path`` is moving its damaged files aside."""
     return path.with_name(f"{path.name}.recovering")
-
-
-def in_use(db: Path) -> bool:
-    """Whether a connection has the database open in WAL mode: in this process, or in another (its lock on -shm)."""
-    shm = Path(f"{db}-shm")
-    if not shm.exists():
-        return False
-    return _open_here(shm) or _locked_elsewhere(shm)
-
-
-def _open_here(path: Path) -> bool:
-    """Whether this process has ``path`` open, as Linux's /proc shows it (False where there is none).
-
-    Asked before opening the file here: closing any descriptor of a file drops every POSIX lock
-    the process holds on it, SQLite's included.
-    """
-    fds = Path("/proc/self/fd")
-    try:
-        names = os.listdir(fds)
-    except OSError:
-        return False
-    target = os.path.realpath(path)
-    for name in names:
-        try:
-            if os.readlink(fds / name) == target:
-                return True
-        except OSError:
-            continue  # closed meanwhile
-    return False
-
-
-def _locked_elsewhere(shm: Path) -> bool:
-    """Whether another process holds a lock on SQLite's bytes of ``shm``: asked (F_GETLK), never taken."""
-    if not sys.platform.startswith("linux"):
-        return False  # struct flock is laid out otherwise there; the confirming looks still guard
-    import fcntl  # Unix only
-
-    try:
-        fd = os.open(shm, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        answer = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, *_SHM_LOCKS, 0))
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
 
 
 def read_only_uri(path: Path, immutable: bool | None = None) -> str:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ekinerja.errors import OperatorError
 from ekinerja.gateway.buffer import ACKED, Buffer
-from ekinerja.gateway.buffer_damage import find_damage, in_use, read_only_uri, recovery_marker
+from ekinerja.gateway.buffer_damage import find_damage, read_only_uri, recovery_marker
+from ekinerja.sqlite_files import in_use
 
 TABLES = ("device_keys", "reads", "events", "cursors", "clock_settings", "log_clears", "quarantine")
 BATCH = 1000

@@ -31,6 +31,8 @@ def register(commands: Any) -> None:
         "sync": (_sync, "push the buffer to the store once"),
         "backlog": (_backlog, "print what waits in the buffer"),
         "recover": (_recover, "rebuild a damaged buffer from what can be read; the damaged file is kept aside"),
+        "backup": (_backup, "copy the buffer to a new file, consistently, while the gateway runs"),
+        "restore": (_restore, "put a backup in the place of the buffer (the gateway stopped)"),
     }
     for name, (handler, text) in steps.items():
         cmd = sub.add_parser(name, help=text, description=text)
@@ -43,6 +45,8 @@ def register(commands: Any) -> None:
                 action="store_true",
                 help="print the enrolled users of every terminal as CSV in the registry's import format",
             )
+        if name in ("backup", "restore"):
+            cmd.add_argument("file", type=Path, help="the backup file" + (" to write" if name == "backup" else ""))
         if name == "backlog":
             cmd.add_argument(
                 "--requeue-rejected",
@@ -280,4 +284,34 @@ def _recover(args: argparse.Namespace) -> int:
     from ekinerja.gateway.service import BUFFER_FILE
 
     print("\n".join(recover(_load(args).gateway.data_dir / BUFFER_FILE)))
+    return EXIT_OK
+
+
+BUFFER_TABLES = ("events", "reads", "cursors")
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from ekinerja.gateway.service import BUFFER_FILE
+    from ekinerja.sqlite_files import backup
+
+    source = _load(args).gateway.data_dir / BUFFER_FILE
+    size = backup(source, args.file, "the punch buffer")
+    print(f"backed up the punch buffer {source} to {args.file} ({size:,} bytes)")
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from ekinerja.gateway.service import BUFFER_FILE
+    from ekinerja.sqlite_files import restore
+
+    target = _load(args).gateway.data_dir / BUFFER_FILE
+    kept = restore(args.file, target, "the punch buffer", BUFFER_TABLES)
+    print(f"restored the punch buffer {target} from {args.file}")
+    if kept is not None:
+        print(f"the buffer it replaced is kept, unchanged, in {kept}")
+    print(
+        "each terminal is read again from where the backup left it: punches made since come back from the "
+        "terminals, and the store ignores those it has. Card taps made since the backup that had not reached "
+        "the store are only in the replaced buffer. Start the gateway"
+    )
     return EXIT_OK

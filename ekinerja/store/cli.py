@@ -27,7 +27,7 @@ from ekinerja.config.common import split_listen
 from ekinerja.config.loader import ConfigError, load_model
 from ekinerja.config.store import StoreConfig, StoreSection
 from ekinerja.errors import OperatorError
-from ekinerja.store import cli_attendance, cli_gateways, cli_users
+from ekinerja.store import cli_attendance, cli_backup, cli_gateways, cli_users
 from ekinerja.store.app import create_app
 from ekinerja.store.attendance import Office
 from ekinerja.store.db import db_error_message, describe_url, make_engine
@@ -63,6 +63,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cli_attendance.register(actions)
     cli_gateways.register(actions)
     cli_users.register(actions)
+    cli_backup.register(actions)
 
 
 def migrate_command(args: argparse.Namespace) -> int:

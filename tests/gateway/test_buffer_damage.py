@@ -25,10 +25,11 @@ from ekinerja.drivers.sim.zk_device import ZkDevice
 from ekinerja.drivers.sim.zk_server import ZkSimulator
 from ekinerja.drivers.zkteco import DeviceCursor
 from ekinerja.gateway.buffer import Buffer
-from ekinerja.gateway.buffer_damage import find_damage, in_use, recovery_marker, wal_damage
+from ekinerja.gateway.buffer_damage import find_damage, recovery_marker, wal_damage
 from ekinerja.gateway.buffer_open import BufferDamaged, RecoveryInterrupted
 from ekinerja.gateway.buffer_recover import TableCopy, _fresh, _new_folder, _readable_rows, _rebuild, _write_marker
 from ekinerja.gateway.service import BUFFER_FILE, GatewayService
+from ekinerja.sqlite_files import in_use
 
 from stack import device_punches, feed_punches, make_events, read_whole_feed, store_server, write_gateway_toml
 
