@@ -20,6 +20,7 @@ import uvicorn
 from alembic.util import CommandError
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ekinerja import sd_notify
@@ -53,6 +54,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--config", type=Path, required=True, help="store.toml")
     serve.add_argument("--migrate", action="store_true", help="migrate the database to the newest schema first")
     serve.set_defaults(func=serve_command)
+    check = actions.add_parser("check-config", help="validate store.toml and its rule profile; try the database")
+    check.add_argument("--config", type=Path, required=True, help="store.toml")
+    check.set_defaults(func=check_config_command)
     migrate = actions.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--config", type=Path, required=True, help="store.toml")
     migrate.add_argument(
@@ -64,6 +68,37 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cli_gateways.register(actions)
     cli_users.register(actions)
     cli_backup.register(actions)
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    """Validate store.toml and its rule profile (exit 2 naming the key), then say what the database is like.
+
+    Exit 1 when the database cannot be reached; an unmigrated database is only reported (``serve
+    --migrate`` or ``migrate`` creates it).
+    """
+    config = load_model(args.config, StoreConfig)
+    office = Office.from_config(config, args.config.parent)
+    section = config.store
+    print(f"{args.config}: OK")
+    print(f"  listen {'https' if section.tls_cert else 'http'}://{section.listen}, rules {section.rules}, "
+          f"zone {office.zone.key}")  # fmt: skip
+    print(f"  {len(config.gateways)} gateway(s) and {len(config.clients)} client(s) in the file")
+    url = make_url(section.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        print(f"  {describe_url(url)} does not exist yet: `ekinerja store migrate` creates it")  # a check makes no file
+        return 0
+    _quiet_alembic()
+    engine = _engine(config, args.config)
+    try:
+        revision = _guarded(engine, lambda: current_revision(engine))
+    except DatabaseUnavailable as exc:
+        print(f"  database: {exc}")
+        return EXIT_UNREACHABLE
+    finally:
+        engine.dispose()
+    problem = schema_problem(revision, head_revision())
+    print(f"  {describe_url(engine.url)}: " + (problem if problem else f"schema at revision {revision} (head)"))
+    return 0
 
 
 def migrate_command(args: argparse.Namespace) -> int:
