@@ -7,9 +7,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from ekinerja.store.dashboard import signin, web
-from ekinerja.store.dashboard.pages import discipline, monthly, today
+from ekinerja.store.dashboard.pages import devices, discipline, employees, monthly, today
 
-MODULES = (signin, today, monthly, discipline)
+MODULES = (signin, today, monthly, discipline, devices, employees)
 
 
 def mount(app: FastAPI) -> None:
