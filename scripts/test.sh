@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine, then runs it:
 # the MariaDB and PostgreSQL servers, pcscd with vsmartcard's virtual readers and mosquitto (the
-# tests start their own throwaway instances), chromium for the status page's tests, a virtual
+# tests start their own throwaway instances), chromium for the page tests, nginx, a virtual
 # environment with the project and its test tools, then ruff, mypy, pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/store -x
 set -euo pipefail
@@ -25,6 +25,10 @@ command -v gcc >/dev/null 2>&1 || packages+=(gcc)
 # 1883 under systemd; it is left alone) and use mosquitto_sub as an independent subscriber.
 [ -x /usr/sbin/mosquitto ] || packages+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || packages+=(mosquitto-clients)
+# The reverse proxy's example (deploy/nginx/) is tested in front of a store; the test runs its own nginx.
+[ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+# The systemd units install.sh writes are checked with systemd-analyze verify (nothing is started).
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 # The MQTT TLS test makes a throwaway CA with the openssl command.
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 sudo=""
