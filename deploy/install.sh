@@ -132,6 +132,24 @@ for unit in "$src"/deploy/systemd/ekinerja-"$role".service; do
     "$unit" > "$prefix/share/systemd/$(basename "$unit")"
 done
 
+# --- the operator's command: the installed ekinerja with the services' secrets -------------------
+bin="/usr/local/bin"
+[ "$systemd" -eq 1 ] || bin="$prefix/bin"
+mkdir -p "$bin"
+cat > "$bin/ekinerja.new" <<WRAPPER
+#!/bin/sh
+# ekinerja as the services run it: with the secrets of $etc/*.env (readable by root only, so: sudo ekinerja ...).
+# Written by deploy/install.sh; the program is $venv/bin/ekinerja.
+set -a
+for env in "$etc/store.env" "$etc/gateway.env"; do
+  if [ -r "\$env" ]; then . "\$env"; fi
+done
+set +a
+exec "$venv/bin/ekinerja" "\$@"
+WRAPPER
+chmod 755 "$bin/ekinerja.new"
+mv "$bin/ekinerja.new" "$bin/ekinerja"
+
 # --- check, and for the store, the schema ---------------------------------------------------------
 as_owner() {
   if [ "$systemd" -eq 1 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
@@ -163,4 +181,4 @@ if [ "$systemd" -eq 1 ]; then
 else
   say "installed without systemd; the unit for review is $prefix/share/systemd/$service.service"
 fi
-echo "program: $venv/bin/ekinerja   config: $config   secrets: $env_file   data: $data/$role"
+echo "command: $bin/ekinerja (with sudo: it reads the secrets)   config: $config   secrets: $env_file   data: $data/$role"

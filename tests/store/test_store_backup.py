@@ -1,5 +1,5 @@
 """Backing up and restoring the store's database: `ekinerja store backup|restore` on SQLite, and the
-PostgreSQL and MariaDB commands docs/deploy.md gives, run here as written against real servers.
+PostgreSQL and MariaDB commands docs/deploy.md gives, read from it and run as written against real servers.
 
 Each restored database is served by a store, and its feed is compared with the feed backed up.
 """
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from docs_commands import commands
 
 from servers import MariaDBServer, PostgresServer, unique_name
 from stack import make_events, read_whole_feed, store_server
@@ -21,18 +22,11 @@ from stack import make_events, read_whole_feed, store_server
 TOKEN = "backup-store-token"
 CLI = [sys.executable, "-m", "ekinerja.cli", "store"]
 
-# The commands as docs/deploy.md shows them ("Backup and restore"); the test fills the variables.
-PG_DUMP = (
-    'pg_dump --format=custom --host="$DB_HOST" --port="$DB_PORT" --username="$DB_USER" --file="$BACKUP" "$DB_NAME"'
-)
-PG_RESTORE = (
-    'pg_restore --clean --if-exists --no-owner --host="$DB_HOST" --port="$DB_PORT" --username="$DB_USER" '
-    '--dbname="$DB_NAME" "$BACKUP"'
-)
-MARIADB_DUMP = (
-    'mariadb-dump --single-transaction --host="$DB_HOST" --port="$DB_PORT" --user="$DB_USER" "$DB_NAME" > "$BACKUP"'
-)
-MARIADB_LOAD = 'mariadb --host="$DB_HOST" --port="$DB_PORT" --user="$DB_USER" "$DB_NAME" < "$BACKUP"'
+# The commands as docs/deploy.md shows them ("Backup and restore"), read from it; the test fills the variables.
+[PG_DUMP] = commands("deploy.md", "pg-dump")
+[PG_RESTORE] = commands("deploy.md", "pg-restore")
+[MARIADB_DUMP] = commands("deploy.md", "mariadb-dump")
+[MARIADB_LOAD] = commands("deploy.md", "mariadb-load")
 
 
 def store_command(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
