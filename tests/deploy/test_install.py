@@ -47,10 +47,10 @@ def env_of(file: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The store, then the gateway, installed into one prefix with --no-systemd."""
+    """The store, then the gateway with card readers, installed into one prefix with --no-systemd."""
     where = tmp_path_factory.mktemp("opt") / "ekinerja"
-    for role in ("store", "gateway"):
-        done = install("--prefix", str(where), "--no-systemd", role)
+    for role, extra in (("store", []), ("gateway", ["--with-pcsc"])):
+        done = install("--prefix", str(where), "--no-systemd", *extra, role)
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"{where}/etc/{role}.toml: OK" in done.stdout, "install.sh checks the config it wrote"
     return where
@@ -115,6 +115,8 @@ def test_the_gateway_is_installed_checked_and_serves_its_page(prefix: Path) -> N
     checked = ekinerja(prefix, "gateway", "check-config")
     assert checked.returncode == 0 and f"data in {prefix}/var/gateway" in checked.stdout, checked.stderr
     assert "EKINERJA" not in checked.stdout and env_of(prefix / "etc" / "gateway.env")["EKINERJA_WEB_PASSWORD"]
+    pyscard = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", "import smartcard"], check=False)
+    assert pyscard.returncode == 0, "--with-pcsc installs pyscard for card readers"
     port = free_port()
     with serving(prefix, "gateway", port):
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 401, "the page asks for the password"
