@@ -127,6 +127,7 @@ class GatewayService:
         self._last_snapshot: Snapshot | None = None
         self._snapshot_started = 0.0
         self.web: WebServer | None = None  # while running
+        self.mqtt: MqttBridge | None = None  # while running, with [mqtt] set
 
     # The HTTP side is built on first use: `gateway pull` never talks to the store.
     @functools.cached_property
@@ -277,6 +278,7 @@ class GatewayService:
             sd_notify.stopping()
             if bridge is not None:  # first: the broker hears "offline" at once, and no command starts
                 bridge.stop()
+                self.mqtt = None
             self._stop_promptly(jobs, captures)
             if web is not None:
                 web.stop()
@@ -287,7 +289,8 @@ class GatewayService:
             return None
         from ekinerja.gateway.mqtt_bridge import start_bridge
 
-        return start_bridge(self)
+        self.mqtt = start_bridge(self)
+        return self.mqtt
 
     def _start_web(self, stop: threading.Event) -> WebServer | None:
         """The status page, /healthz and /metrics; a gateway without its page still keeps every punch."""

@@ -64,6 +64,14 @@ class SyncView:
 
 
 @dataclass(frozen=True)
+class MqttView:
+    """The link to the MQTT broker, when ``[mqtt]`` is set."""
+
+    broker: str  # host:port, as the operator wrote it
+    connected: bool
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The whole picture at ``taken_at``."""
 
@@ -72,6 +80,7 @@ class Snapshot:
     devices: list[DeviceView]
     sync: SyncView
     alerts: list[Alert]
+    mqtt: MqttView | None = None  # None: no [mqtt] section
 
     def as_json(self) -> dict[str, Any]:
         """The snapshot as JSON-ready data (instants in ISO 8601)."""
@@ -147,4 +156,6 @@ def take_snapshot(service: GatewayService, limits: Thresholds, now: datetime | N
         buffer_write_failure=service.buffer.write_failure,
     )
     alerts = [a for d in devices for a in device_alerts(d, limits, now)] + sync_alerts(sync, limits, now)
-    return Snapshot(service.config.gateway.id, now, devices, sync, alerts)
+    bridge = service.mqtt
+    mqtt = MqttView(bridge.where, bridge.connected) if bridge is not None else None
+    return Snapshot(service.config.gateway.id, now, devices, sync, alerts, mqtt)

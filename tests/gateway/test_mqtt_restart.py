@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from ekinerja.config.gateway import GatewayConfig
@@ -113,10 +114,18 @@ def restart_broker(broker: Mosquitto, url: str, web: str, restart: int) -> None:
     wait_for(lambda: link_metrics(web)["connected"] == 0, what="the gateway's /metrics to show MQTT down")
     grows(url, 10, f"punches pushed while the broker is down (restart {restart})")
     assert not broker.running and link_metrics(web)["connected"] == 0
+    assert page_link(web) == {"broker": f"127.0.0.1:{broker.port}", "connected": False}, "the status page says so too"
     broker.start()
     back = {"connected": 1.0, "connects": restart + 1.0}
     wait_for(lambda: link_metrics(web) == back, what=f"the bridge reconnected, {back} in /metrics")
+    assert page_link(web)["connected"] is True
     state_restored(broker, restart)
+
+
+def page_link(web: str) -> dict[str, object]:
+    """The MQTT link as the status page's /api/status shows it."""
+    link: dict[str, object] = httpx.get(f"{web}/api/status", timeout=10).json()["mqtt"]
+    return link
 
 
 def punch_refs(service: GatewayService, items: list[FeedItem]) -> set[str]:

@@ -172,6 +172,7 @@ def test_the_page_shows_devices_languages_and_a_terminal_going_offline(tmp_path:
         expect(page.locator('[data-device="pintu-utama"]')).to_contain_text("40 dari")
         expect(page.locator('[data-alert="clock_skew"]')).to_contain_text("Jam pintu-samping selisih")
         expect(page.locator('[data-sync="store"]')).to_have_text("Terjangkau")
+        expect(page.locator('[data-sync="mqtt"]')).to_have_text("Tidak dipakai")  # no [mqtt] in this gateway
         expect(page.locator("#meta")).to_contain_text("opd-1")
 
         # The gateway's page server goes away: the page says so and keeps trying until it is back.
