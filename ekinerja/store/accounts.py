@@ -17,7 +17,7 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, or_, select, update
 
 from ekinerja.store import audit
 from ekinerja.store.db import sessions, users
@@ -162,40 +162,79 @@ def _user(row: Any) -> User:
 
 
 def authenticate(engine: Engine, username: str, password: str, code: str, now: datetime) -> LoginResult:
-    """Check a login (password and TOTP code) and count it; a success resets the count."""
+    """Check a login (password and TOTP code) and count it; a success resets the count.
+
+    The attempt is counted before the slow check, in its own short transaction, and a code is spent
+    by a conditional update: logins tried at the same time (or one code sent twice) cannot slip past
+    the lockout or reuse a code, on any backend. No transaction is held during the argon2 check.
+    """
+    attempt = _count_attempt(engine, username, now)
+    if attempt.user is None:
+        _password_ok(_DECOY, password)  # a wrong name costs as long as a wrong password
+        return LoginResult(locked_until=attempt.locked_until)
+    if attempt.locked_until is not None:
+        return LoginResult(locked_until=attempt.locked_until)
+    step = _code_step(attempt.secret, code, now)
+    if _password_ok(attempt.hash, password) and step is not None and _spend(engine, username, step, now):
+        return LoginResult(user=attempt.user)
+    return _refuse(engine, username, attempt.count, now)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A login attempt once counted: whose, their n-th in a row, or why it stops here."""
+
+    user: User | None = None
+    count: int = 0
+    hash: str = ""
+    secret: str = ""
+    locked_until: datetime | None = None
+
+
+def _count_attempt(engine: Engine, username: str, now: datetime) -> _Attempt:
     with engine.begin() as conn:
-        row = conn.execute(select(users).where(users.c.username == username).with_for_update()).first()
+        row = conn.execute(select(users).where(users.c.username == username)).first()
         if row is None or not row.active:
-            _password_ok(_DECOY, password)
             # Not the name tried: people type their password into the name field.
             audit.record(conn, "login", now, [audit.Change("login.refused", "(unknown user)", {})])
-            return LoginResult()
+            return _Attempt()
         if row.locked_until is not None and row.locked_until > now:
             audit.record(conn, username, now, [audit.Change("login.locked", username, {})])
-            return LoginResult(locked_until=row.locked_until)
-        step = _code_step(row.totp_secret, code, now)
-        fresh = step is not None and (row.totp_last_step is None or step > row.totp_last_step)
-        if _password_ok(row.password_hash, password) and fresh:
-            conn.execute(
-                update(users)
-                .where(users.c.username == username)
-                .values(failed_logins=0, locked_until=None, totp_last_step=step)
-            )
-            audit.record(conn, username, now, [audit.Change("login.ok", username, {})])
-            return LoginResult(user=_user(row))
-        return _count_failure(conn, row, now)
+            return _Attempt(_user(row), locked_until=row.locked_until)
+        where = users.c.username == username
+        conn.execute(update(users).where(where).values(failed_logins=users.c.failed_logins + 1))
+        count = int(conn.execute(select(users.c.failed_logins).where(where)).scalar_one())
+        if count > MAX_FAILURES:  # attempts in flight beyond the allowed: locked before any check
+            locked = now + timedelta(minutes=LOCK_MINUTES)
+            conn.execute(update(users).where(where).values(failed_logins=0, locked_until=locked))
+            audit.record(conn, username, now, [audit.Change("login.lockout", username, {"failures": count})])
+            return _Attempt(_user(row), count, locked_until=locked)
+        return _Attempt(_user(row), count, row.password_hash, row.totp_secret)
 
 
-def _count_failure(conn: Connection, row: Any, now: datetime) -> LoginResult:
-    failures = row.failed_logins + 1
-    locked = now + timedelta(minutes=LOCK_MINUTES) if failures >= MAX_FAILURES else None
-    conn.execute(
-        update(users)
-        .where(users.c.username == row.username)
-        .values(failed_logins=0 if locked else failures, locked_until=locked)
-    )
-    action = "login.lockout" if locked else "login.refused"
-    audit.record(conn, row.username, now, [audit.Change(action, row.username, {"failures": failures})])
+def _spend(engine: Engine, username: str, step: int, now: datetime) -> bool:
+    """Mark the code's step used and reset the count, unless that step or a later one was used already."""
+    fresh = or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step)
+    with engine.begin() as conn:
+        spent = conn.execute(
+            update(users)
+            .where(users.c.username == username, fresh)
+            .values(failed_logins=0, locked_until=None, totp_last_step=step)
+        )
+        if spent.rowcount != 1:
+            return False
+        audit.record(conn, username, now, [audit.Change("login.ok", username, {})])
+    return True
+
+
+def _refuse(engine: Engine, username: str, count: int, now: datetime) -> LoginResult:
+    """A wrong login, already counted: locked once it is the MAX_FAILURES-th in a row."""
+    locked = now + timedelta(minutes=LOCK_MINUTES) if count >= MAX_FAILURES else None
+    with engine.begin() as conn:
+        if locked is not None:
+            conn.execute(update(users).where(users.c.username == username).values(failed_logins=0, locked_until=locked))
+        action = "login.lockout" if locked else "login.refused"
+        audit.record(conn, username, now, [audit.Change(action, username, {"failures": count})])
     return LoginResult(locked_until=locked)
 
 

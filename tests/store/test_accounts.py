@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -118,3 +119,21 @@ def test_who_sees_which_unit(user: User, unit: str | None, sees: bool) -> None:
 @pytest.mark.parametrize(("user", "edits"), [(ADMIN, True), (PERSONNEL, True), (HEAD, False)])
 def test_who_edits(user: User, edits: bool) -> None:
     assert user.edits is edits
+
+
+def test_logins_at_the_same_time_cannot_pass_the_lockout_or_share_a_code(engine: Engine) -> None:
+    """Twelve wrong logins at once lock the account (each is counted before its slow check), and one code
+    sent four times at once signs in once."""
+    secret = accounts.add(engine, ADMIN, PASSWORD, "cli:root", NOW)
+    with ThreadPoolExecutor(12) as pool:
+        tried = list(pool.map(lambda n: accounts.authenticate(engine, "admin.bkd", f"tebakan-{n}-xyz", "000000", NOW),
+                              range(12)))  # fmt: skip
+    assert all(r.user is None for r in tried)
+    with engine.connect() as conn:
+        locked_until = conn.execute(select(users.c.locked_until)).scalar_one()
+    assert locked_until == NOW + timedelta(minutes=accounts.LOCK_MINUTES), "locked however the attempts interleaved"
+    later = NOW + timedelta(minutes=accounts.LOCK_MINUTES, seconds=1)
+    same = code(secret, later)
+    with ThreadPoolExecutor(4) as pool:
+        signed = list(pool.map(lambda _n: accounts.authenticate(engine, "admin.bkd", PASSWORD, same, later), range(4)))
+    assert sum(r.user == ADMIN for r in signed) == 1, "a code is good once, even sent four times at once"
