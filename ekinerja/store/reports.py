@@ -138,13 +138,12 @@ def monthly(engine: Engine, office: Office, month: date, unit: str | None) -> Re
 def discipline(engine: Engine, office: Office, year: int, as_of: date | None, unit: str | None) -> Report:
     """PP 94/2021 standing per employee: TK days this year up to ``as_of``, the band and its sanction."""
     yesterday = office.now().date() - timedelta(days=1)
-    as_of = as_of or min(yesterday, date(year, 12, 31))
-    if as_of.year != year:
+    if as_of is not None and as_of.year != year:
         raise ReportRequestError(f"as_of {as_of} is not in {year}")
-    as_of = min(as_of, yesterday)
     first = date(year, 1, 1)
-    if as_of < first:
-        return Report({"year": year, "as_of": as_of.isoformat(), "unit": unit}, "employees", [])
+    as_of = min(as_of or date(year, 12, 31), yesterday)
+    if as_of < first:  # a year with no closed day yet (1 January, or a year to come): nobody has a TK day
+        return Report({"year": year, "as_of": None, "unit": unit}, "employees", [])
     nips = _unit_nips(engine, unit)
     months = months_between(first, as_of)
     ensure_scored(engine, office, months, nips)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from ekinerja.store.app import create_app
+from ekinerja.store.attendance import Office
 from ekinerja.store.month_scoring import rescore_stale
 from ekinerja.sync.contract import Batch, Punch, PunchEvent, Source, Subject, Verify
 
@@ -231,3 +232,21 @@ def test_punches_are_stored_only_with_their_months_marked(
     rescore_stale(engine, client.app.state.store.office)  # type: ignore[attr-defined]
     assert daily(client, ANI, 6, 6)[0]["first_in"] == "2026-01-06T07:29:00"
     assert client.get("/v1/attendance/monthly", params={"month": "0000-01"}, headers=CORE).status_code == 422
+
+
+def test_on_new_years_day_the_discipline_report_is_empty_not_an_error(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 January has no closed day of the year yet (it used to be a 422 for the year, and a 500 on the page)."""
+    csv_post(client, "/v1/employees", EMPLOYEES)
+    monkeypatch.setattr(Office, "now", lambda _self: datetime(2027, 1, 1, 8, 0))
+    for year in (2027, 2030):
+        answer = client.get("/v1/discipline", params={"year": year}, headers=CORE)
+        assert answer.status_code == 200 and answer.json() == {
+            "year": year,
+            "as_of": None,
+            "unit": None,
+            "employees": [],
+        }
+    last_year = client.get("/v1/discipline", params={"year": 2026}, headers=CORE).json()
+    assert last_year["as_of"] == "2026-12-31" and len(last_year["employees"]) == 3
