@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from ekinerja.store.attendance import Office, kept_days, today_scores
 from ekinerja.store.db import attendance_months, day_changes, employees
@@ -167,6 +167,24 @@ def discipline(engine: Engine, office: Office, year: int, as_of: date | None, un
             }
         )
     return Report({"year": year, "as_of": as_of.isoformat(), "unit": unit}, "employees", rows)
+
+
+def tk_by_unit_and_month(engine: Engine, year: int, through: date, unit: str | None) -> list[tuple[str, int, int]]:
+    """(unit, month number, TK days) of the kept months of ``year`` up to ``through``, summed in the database.
+
+    Call after :func:`discipline` for the same year, which brings the kept months up to date.
+    """
+    month = attendance_months.c.month
+    query = (
+        select(employees.c.unit, month, func.sum(attendance_months.c.tk_days))
+        .join(employees, employees.c.nip == attendance_months.c.nip)
+        .where(month >= date(year, 1, 1), month <= through.replace(day=1))
+        .group_by(employees.c.unit, month)
+    )
+    if unit is not None:
+        query = query.where(employees.c.unit == unit)
+    with engine.connect() as conn:
+        return [(name, first.month, int(days or 0)) for name, first, days in conn.execute(query)]
 
 
 def changes(engine: Engine, after: int, limit: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ekinerja.store.scoring.day import DayScore
 from ekinerja.store.scoring.discipline import BANDS, CONSECUTIVE, Band
 
 APPROACHING_DAYS = 1
@@ -76,19 +75,14 @@ def watchlist(rows: Iterable[Mapping[str, Any]]) -> tuple[list[Watch], int]:
     return listed, len(entries) - len(listed)
 
 
-def tk_by_unit_and_month(
-    days_by_nip: Mapping[str, Iterable[DayScore]], unit_of: Mapping[str, str], months: int
-) -> dict[str, list[int]]:
-    """TK days per unit in each of the year's first ``months`` months (index 0 is January)."""
-    trend: dict[str, list[int]] = {}
-    for nip, days in days_by_nip.items():
-        if nip not in unit_of:
-            continue
-        counts = trend.setdefault(unit_of[nip], [0] * months)
-        for day in days:
-            if day.working and day.tk and day.date.month <= months:
-                counts[day.date.month - 1] += 1
-    return trend
+def trend(counts: Iterable[tuple[str, int, int]], months: int) -> dict[str, list[int]]:
+    """TK days per unit in each of the year's first ``months`` months (index 0 is January), from
+    (unit, month number, TK days); a month without a row counts 0."""
+    out: dict[str, list[int]] = {}
+    for unit, month, days in counts:
+        if 1 <= month <= months:
+            out.setdefault(unit, [0] * months)[month - 1] += days
+    return out
 
 
 def busiest(trend: Mapping[str, Sequence[int]], most: int = TREND_UNITS) -> list[tuple[str, Sequence[int]]]:

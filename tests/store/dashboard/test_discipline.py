@@ -8,7 +8,7 @@ national holiday, the 26th cuti bersama): 11 days, all closed whatever day the t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,9 @@ from test_monthly import cells
 from test_store_attendance import punch, push
 from test_web import ADMIN, HEAD, PASSWORD, secret_for, sign_in
 
-from ekinerja.store.dashboard.watchlist import busiest, tk_by_unit_and_month, watch, watchlist
+from ekinerja.store.dashboard.watchlist import busiest, trend, watch, watchlist
 from ekinerja.store.db import make_engine
 from ekinerja.store.schema import upgrade
-from ekinerja.store.scoring.day import DayScore
 from ekinerja.sync.contract import Punch, PunchEvent
 
 from samples import ANI, BUDI, CITRA, CONFIG, csv_post
@@ -80,20 +79,11 @@ def test_the_watchlist_puts_the_most_serious_first_and_counts_the_rest() -> None
     assert [w.name for w in listed] == ["Sebelas", "Empat", "Dua Berturut", "Dua"] and clear == 1
 
 
-def day(d: date, tk: bool, working: bool = True) -> DayScore:
-    return DayScore(d, working, None, None, None, None, 0, 0, tk, None, False, 0.0)
-
-
 def test_tk_per_unit_and_month_and_the_busiest_units() -> None:
-    days = {
-        "a": [day(date(2025, 1, 6), True), day(date(2025, 3, 3), True), day(date(2025, 3, 4), False)],
-        "b": [day(date(2025, 3, 5), True), day(date(2025, 3, 8), True, working=False)],
-        "c": [day(date(2025, 2, 3), True)],
-        "gone": [day(date(2025, 1, 7), True)],  # no longer in the report: not counted
-    }
-    trend = tk_by_unit_and_month(days, {"a": "Umum", "b": "Umum", "c": "Aset"}, 3)
-    assert trend == {"Umum": [1, 0, 2], "Aset": [0, 1, 0]}
-    assert busiest(trend, most=1) == [("Umum", [1, 0, 2])]
+    counts = [("Umum", 1, 1), ("Umum", 3, 2), ("Aset", 2, 1), ("Umum", 3, 1), ("Umum", 4, 5)]  # April: after
+    trend_ = trend(counts, 3)
+    assert trend_ == {"Umum": [1, 0, 3], "Aset": [0, 1, 0]}
+    assert busiest(trend_, most=1) == [("Umum", [1, 0, 3])]
     assert busiest({"B": [1], "A": [1]}) == [("A", [1]), ("B", [1])]
 
 

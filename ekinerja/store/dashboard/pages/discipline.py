@@ -10,13 +10,11 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ekinerja.store.attendance import kept_days
 from ekinerja.store.dashboard import charts, watchlist
 from ekinerja.store.dashboard.i18n import Words
 from ekinerja.store.dashboard.pages import Route
 from ekinerja.store.dashboard.web import BadQuery, page, query, signed_in, state, unit_for, units_choice, words
-from ekinerja.store.entries import months_between
-from ekinerja.store.reports import Report, discipline
+from ekinerja.store.reports import Report, discipline, tk_by_unit_and_month
 from ekinerja.store.scoring.discipline import BANDS, CONSECUTIVE
 from ekinerja.store.sessions import Session
 
@@ -57,13 +55,10 @@ def _trend(request: Request, t: Words, report: Report, year: int) -> str:
     if not report.rows or report.meta["as_of"] is None:
         return charts.trend_lines([], [], title=title, empty=empty)
     last = date.fromisoformat(report.meta["as_of"])
-    if last < date(year, 1, 1):
-        return charts.trend_lines([], [], title=title, empty=empty)
-    unit_of = {row["nip"]: row["unit"] for row in report.rows}
-    days = kept_days(state(request).engine, months_between(date(year, 1, 1), last), set(unit_of))
-    trend = watchlist.tk_by_unit_and_month(days, unit_of, last.month)
+    counts = tk_by_unit_and_month(state(request).engine, year, last, report.meta["unit"])
     labels = [t(f"month_{m}")[:3] for m in range(1, last.month + 1)]
-    lines = [charts.Series(unit, [float(v) for v in counts]) for unit, counts in watchlist.busiest(trend)]
+    trend = watchlist.trend(counts, last.month)
+    lines = [charts.Series(unit, [float(v) for v in days]) for unit, days in watchlist.busiest(trend)]
     return charts.trend_lines(labels, lines, title=title, empty=empty)
 
 
