@@ -68,7 +68,7 @@ def board(staff: Iterable[tuple[str, str, str]], scores: Mapping[str, DayScore])
         person = Person(nip, name, where)
         if score is not None and where in (Presence.IN, Presence.LATE):
             person = Person(nip, name, where, score.first_in, score.late_minutes or 0, score.tl)
-        elif score is not None and where is Presence.LEAVE:
-            person = Person(nip, name, where, leave=score.leave)
+        elif score is not None:  # on leave or a day off, a punch still shows when it came
+            person = Person(nip, name, where, score.first_in, leave=score.leave if where is Presence.LEAVE else None)
         units.setdefault(unit, UnitToday(unit)).people.append(person)
     return list(units.values())

@@ -57,3 +57,12 @@ def test_board_groups_by_unit_and_counts() -> None:
     assert umum.people[1].tl == 1 and umum.people[1].late_minutes == 20
     assert (umum.count(Presence.IN), umum.count(Presence.LATE), umum.count(Presence.NOT_YET)) == (1, 1, 0)
     assert units[1].people[0].leave == "CS"
+
+
+def test_a_punch_on_a_day_off_or_on_leave_still_shows_when_it_came() -> None:
+    """A Saturday visit or a punch on a leave day is no attendance, but the board says when it came."""
+    units = board([("1", "Ani", "Umum"), ("2", "Budi", "Umum")],
+                  {"1": score(working=False, first_in="08:00"), "2": score(leave="DL", first_in="07:40")})  # fmt: skip
+    ani, budi = units[0].people
+    assert (ani.presence, ani.first_in is not None, ani.leave) == (Presence.OFF, True, None)
+    assert (budi.presence, budi.first_in is not None, budi.leave) == (Presence.LEAVE, True, "DL")
