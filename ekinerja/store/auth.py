@@ -24,6 +24,11 @@ class GatewayAuth:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def gateway_ids(self) -> set[str]:
+        """The ids of the gateways listed in store.toml."""
+        return {gateway_id for _digest, gateway_id in self._entries}
+
     def identify(self, token: str) -> str | None:
         """The id of the gateway ``token`` belongs to, or None for an unknown token.
 

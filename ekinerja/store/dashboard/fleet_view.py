@@ -143,6 +143,11 @@ def summary(gateways: Iterable[GatewayView]) -> Summary:
     )
 
 
+def never_reported(registered: Iterable[str], fleet: Iterable[GatewayStatus]) -> list[str]:
+    """The gateways that may push (a token) but never sent a report: never set up, or never reached the store."""
+    return sorted(set(registered) - {status.gateway_id for status in fleet})
+
+
 def view(fleet: Iterable[GatewayStatus], zone: ZoneInfo, now: datetime) -> tuple[Summary, list[GatewayView]]:
     """The whole page: its summary and its gateways, stale ones first (they need someone to look)."""
     gateways = sorted((gateway_view(s, zone, now) for s in fleet), key=lambda g: (not g.stale, g.gateway_id))

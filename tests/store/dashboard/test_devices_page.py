@@ -11,7 +11,9 @@ from sqlalchemy import Engine, update
 from test_fleet import report_data
 from test_web import ADMIN, HEAD, PASSWORD, client, secret_for, sign_in
 
+from ekinerja.store import gateway_tokens
 from ekinerja.store.accounts import Role, User
+from ekinerja.store.dashboard.fleet_view import never_reported
 from ekinerja.store.db import gateway_reports
 from ekinerja.store.fleet import keep_report
 from ekinerja.sync.contract import GatewayReport
@@ -114,3 +116,15 @@ def test_the_nav_links_both_pages_for_those_who_may_see_them(client: TestClient,
     nav = client.get("/perangkat").text.split("<nav>")[1].split("</nav>")[0]
     assert '<a href="/perangkat" aria-current="page">Perangkat</a>' in nav and 'href="/karyawan"' in nav
     assert nav.index('href="/hari-ini"') < nav.index('href="/perangkat"') < nav.index('href="/karyawan"')
+
+
+def test_registered_gateways_that_never_reported_are_listed(client: TestClient, engine: Engine) -> None:
+    """opd-1 is in store.toml and opd-bappeda has a token made with `store gateway add`; neither reported yet."""
+    gateway_tokens.add(engine, "opd-bappeda", "cli:test", datetime.now(UTC).replace(tzinfo=None))
+    signed_in_as(client, engine, ADMIN)
+    before = client.get("/perangkat").text
+    assert re.findall(r'data-gateway-silent="([^"]+)"', before) == ["opd-1", "opd-bappeda"]
+    assert client.put("/v1/gateway-report", json=report_data("opd-1", pending=0), headers=GATEWAY).status_code == 204
+    after = client.get("/perangkat").text
+    assert re.findall(r'data-gateway-silent="([^"]+)"', after) == ["opd-bappeda"] and section(after, "opd-1")
+    assert never_reported({"b", "a"}, []) == ["a", "b"]

@@ -1,4 +1,5 @@
-"""The "Perangkat" page: every gateway and terminal the store has heard from; it refreshes itself.
+"""The "Perangkat" page: every gateway and terminal the store has heard from, and the gateways registered
+(a token in the database or in store.toml) that never reported; it refreshes itself.
 
 Gateways are per office, not per unit, so a head of unit may not see it (403); admins and the
 personnel section may.
@@ -15,6 +16,7 @@ from ekinerja.store.dashboard import fleet_view
 from ekinerja.store.dashboard.pages import Route
 from ekinerja.store.dashboard.web import Forbidden, page, signed_in, state
 from ekinerja.store.fleet import fleet
+from ekinerja.store.gateway_tokens import listing
 
 REFRESH_S = 60
 
@@ -26,10 +28,13 @@ def devices_page(request: Request) -> Response:
         raise Forbidden(session)
     store = state(request)
     now = datetime.now(UTC)  # aware: the fleet's instants are
-    summary, gateways = fleet_view.view(fleet(store.engine, now), store.office.zone, now)
+    reported = fleet(store.engine, now)
+    summary, gateways = fleet_view.view(reported, store.office.zone, now)
+    registered = store.auth.gateway_ids | {g.gateway_id for g in listing(store.engine, now.replace(tzinfo=None))}
+    silent = fleet_view.never_reported(registered, reported)
     zone = now.astimezone(store.office.zone).strftime("%Z")  # WIB, WITA, WIT
     return page(request, "devices.html", session=session, page="devices", summary=summary, gateways=gateways,
-                refresh_s=REFRESH_S, zone=zone, skew_limit=int(fleet_view.SKEW_LIMIT_S),
+                silent=silent, refresh_s=REFRESH_S, zone=zone, skew_limit=int(fleet_view.SKEW_LIMIT_S),
                 log_limit=int(fleet_view.LOG_FULL_PERCENT))  # fmt: skip
 
 
