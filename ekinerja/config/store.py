@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, IPvAnyAddress, ValidationInfo, field_validator, model_validator
 
 from ekinerja.config.common import ListenAddress, Section, ZoneName, resolve_path
 from ekinerja.config.tls import server_cert_problem
@@ -41,6 +42,12 @@ class StoreSection(Section):
         default=None,
         description="Serve HTTPS with this certificate (PEM, the chain after it); relative to this file. "
         "Without it the store speaks plain HTTP: put it behind a TLS reverse proxy.",
+    )
+    trusted_proxies: list[IPvAnyAddress] = Field(
+        default_factory=lambda: [ip_address("127.0.0.1")],
+        max_length=50,
+        description="Addresses of the TLS reverse proxies whose X-Forwarded-Proto and -For the store believes "
+        "(so sign-in cookies are Secure behind HTTPS). Default: a proxy on the same host.",
     )
     tls_key: Path | None = Field(default=None, description="The certificate's private key (PEM).")
     tls_key_password: str | None = Field(

@@ -240,6 +240,7 @@ def run_server(app: FastAPI, host: str, port: int, tls: StoreSection | None = No
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, server_header=False,
             ssl_certfile=cert, ssl_keyfile=key, ssl_keyfile_password=tls.tls_key_password if tls else None,
+            proxy_headers=True, forwarded_allow_ips=[str(ip) for ip in tls.trusted_proxies] if tls else "127.0.0.1",
         )  # fmt: skip
         _NotifyingServer(config).run()
     finally:

@@ -98,7 +98,9 @@ def test_migrate_then_serve(store_url: str, tmp_path: Path) -> None:
 
 def test_serve_migrate_flag_migrates_first(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path / "store.toml", "sqlite:///data/store.db", port)  # relative to cwd
+    # A proxy elsewhere is trusted; this test's requests (from 127.0.0.1) are not that proxy.
+    config = write_config(tmp_path / "store.toml", "sqlite:///data/store.db", port,  # relative to cwd
+                          extra='trusted_proxies = ["10.9.8.7"]')  # fmt: skip
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         env = os.environ | {"STORE_TEST_TOKEN": TOKEN}
@@ -106,6 +108,8 @@ def test_serve_migrate_flag_migrates_first(tmp_path: Path) -> None:
                                 cwd=tmp_path, env=env)  # fmt: skip
     try:
         assert wait_healthy(proc, port, log).status_code == 200
+        forged = httpx.get(f"http://127.0.0.1:{port}/masuk", headers={"X-Forwarded-Proto": "https"})
+        assert "Secure" not in forged.headers["set-cookie"], "X-Forwarded-Proto from an untrusted address is ignored"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -129,6 +133,9 @@ def test_serve_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path: Path) 
             assert ready == f"READY=1\nSTATUS=serving on 127.0.0.1:{port}", log.read_text()
             # Ready means ready: the very next request is answered (no wait loop here).
             assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            # Behind a proxy on this host (trusted by default), HTTPS there makes the sign-in cookie Secure.
+            proxied = httpx.get(f"http://127.0.0.1:{port}/masuk", headers={"X-Forwarded-Proto": "https"})
+            assert "Secure" in proxied.headers["set-cookie"]
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
