@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -70,7 +70,8 @@ async def post_leave(request: Request, state: State, client: Writer) -> dict[str
     text = await _csv_body(request)
     codes = state.office.scorer.profile.leave.keys()
     source = f"upload by {client.id}"
-    added = await _apply(lambda: entries.import_leave(state.engine, text, source, codes, client.id, _now()))
+    today = state.office.now().date()
+    added = await _apply(lambda: entries.import_leave(state.engine, text, source, codes, client.id, _now(), today))
     return {"added": added}
 
 
@@ -80,7 +81,10 @@ class ManualAttendance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     nip: str = Field(pattern=r"^\d{18}$", description="the employee's NIP")
-    at: datetime = Field(description="the office's wall-clock time, e.g. 2026-01-05T07:25:00 (no offset)")
+    at: datetime = Field(
+        description="the office's wall-clock time, e.g. 2026-01-05T07:25:00 (no offset); "
+        "from 2000-01-01 up to tomorrow at the offices"
+    )
     punch: Literal["in", "out"] = Field(description="in or out")
     reason: str = Field(min_length=3, max_length=500, pattern=PRINTABLE, description="why the device has no record")
     approved_by: str = Field(min_length=2, max_length=100, pattern=PRINTABLE, description="who approved it")
@@ -91,13 +95,22 @@ class ManualAttendance(BaseModel):
             raise ValueError("at is the office's wall-clock time: give it without an offset")
         return self
 
+    @field_validator("at")
+    @classmethod
+    def _not_before_2000(cls, at: datetime) -> datetime:
+        # The later bound needs the offices' date, which only the store knows: entries.add_manual checks it.
+        if at.date() < entries.EARLIEST_DAY:
+            raise ValueError(f"at {at.date()} is before {entries.EARLIEST_DAY}: give a day from then up to tomorrow")
+        return at
+
 
 @router.post("/manual-attendance")
 async def post_manual(entry: ManualAttendance, state: State, client: Writer) -> dict[str, Any]:
     """Record a manual clock-in or clock-out with its reason and approver."""
     at = entry.at.replace(microsecond=0)
     manual = entries.ManualEntry(entry.nip, at, entry.punch, entry.reason, entry.approved_by)
-    await _apply(lambda: entries.add_manual(state.engine, manual, client.id, _now()))
+    today = state.office.now().date()
+    await _apply(lambda: entries.add_manual(state.engine, manual, client.id, _now(), today))
     return {"stored": True}
 
 

@@ -115,7 +115,8 @@ def _import_employees(args: argparse.Namespace, engine: Any, _office: Office) ->
 def _import_leave(args: argparse.Namespace, engine: Any, office: Office) -> int:
     by = args.by or getpass.getuser()
     codes = office.scorer.profile.leave.keys()
-    added = import_leave(engine, _read(args.file), str(args.file), codes, by, datetime.now(UTC).replace(tzinfo=None))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    added = import_leave(engine, _read(args.file), str(args.file), codes, by, now, office.now().date())
     print(f"{args.file}: {added} leave entr{'y' if added == 1 else 'ies'} added")
     return 0
 

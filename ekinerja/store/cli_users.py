@@ -20,6 +20,7 @@ from ekinerja.store import accounts
 from ekinerja.store.accounts import AccountError, Role, User
 from ekinerja.store.attendance import Office
 from ekinerja.store.cli_attendance import BadRequest, operator, utc_now, with_store
+from ekinerja.store.registry import list_employees
 
 
 def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,11 +77,27 @@ def _guarded(action: Any) -> Any:
 def _add(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     user = User(args.username, args.name, Role(args.role), args.unit)
     _guarded(lambda: accounts.check_new_account(user.username, user.role, user.unit))
+    if user.unit is not None:
+        _check_unit(engine, user.unit)
     password = _password(args)
     secret = _guarded(lambda: accounts.add(engine, user, password, operator(args), utc_now()))
     print(f"user {user.username} added as {user.role.value}" + (f" of {user.unit}" if user.unit else ""))
     _show_second_factor(user.username, secret)
     return 0
+
+
+def _check_unit(engine: Any, unit: str) -> None:
+    """Refuse a head's unit the registry does not name (a typo would let them see nobody, silently).
+
+    An empty registry cannot tell: a new store may add its users before importing its employees,
+    so the unit is taken with a warning.
+    """
+    units = sorted({e.unit for e in list_employees(engine)})
+    if not units:
+        print(f"warning: the registry has no employees yet, so unit {unit!r} is not checked: write it exactly "
+              "as the employee import will", file=sys.stderr)  # fmt: skip
+    elif unit not in units:
+        raise BadRequest(f"unit {unit!r} is not in the registry (its units: {', '.join(units)}); nothing was changed")
 
 
 def _passwd(args: argparse.Namespace, engine: Any, _office: Office) -> int:

@@ -32,6 +32,10 @@ LEAVE_COLUMNS = ("nip", "code", "start", "end", "reason", "approved_by")
 MANUAL_PUNCHES = ("in", "out")
 MAX_LEAVE_DAYS = 3 * 366
 """Longer ranges are typing mistakes (cuti di luar tanggungan negara lasts at most three years)."""
+EARLIEST_DAY = date(2000, 1, 1)
+"""No entry is older: the store scores no earlier year (and a year like 0001 is a typing mistake)."""
+MANUAL_AHEAD_DAYS = 1
+"""A manual entry may be dated at most this many days after today (a clock-out entered just after midnight)."""
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,39 @@ class ManualEntry:
     approved_by: str
 
 
-def leave_from_row(row: dict[str, str], codes: Collection[str]) -> LeaveEntry:
-    """One CSV (or API) row as a leave entry."""
+def leave_last_day(today: date) -> date:
+    """The latest day leave may be entered for: the end of next year (leave is entered ahead of time)."""
+    return date(today.year + 1, 12, 31)
+
+
+def manual_last_day(today: date) -> date:
+    """The latest day a manual clock-in or clock-out may be dated: no attendance is entered for the future."""
+    return today + timedelta(days=MANUAL_AHEAD_DAYS)
+
+
+def day_problem(name: str, day: date, last: date) -> str | None:
+    """Why ``day`` (the field ``name``) is outside 2000-01-01..``last``, or None."""
+    if EARLIEST_DAY <= day <= last:
+        return None
+    return f"{name} {day} is not between {EARLIEST_DAY} and {last}"
+
+
+def leave_day(row: dict[str, str], column: str, today: date) -> date:
+    """The date in ``column`` of a leave row, within the days leave may be entered for."""
+    day = parse_date(row, column)
+    assert day is not None
+    problem = day_problem(column, day, leave_last_day(today))
+    if problem:
+        raise RowProblem(problem)
+    return day
+
+
+def leave_from_row(row: dict[str, str], codes: Collection[str], today: date) -> LeaveEntry:
+    """One CSV (or API) row as a leave entry; ``today`` (the offices' date) bounds its days."""
     code = row.get("code", "").upper()
     if code not in codes:
         raise RowProblem(f"code {row.get('code')!r} is not one of {', '.join(sorted(codes))}")
-    first, last = parse_date(row, "start"), parse_date(row, "end")
-    assert first is not None and last is not None
+    first, last = leave_day(row, "start", today), leave_day(row, "end", today)
     if last < first:
         raise RowProblem(f"end {last} is before start {first}")
     if (last - first).days > MAX_LEAVE_DAYS:
@@ -78,24 +108,37 @@ def leave_from_row(row: dict[str, str], codes: Collection[str]) -> LeaveEntry:
     )
 
 
-def import_leave(engine: Engine, text: str, source: str, codes: Collection[str], by: str, now: datetime) -> int:
+def import_leave(
+    engine: Engine, text: str, source: str, codes: Collection[str], by: str, now: datetime, today: date | None = None
+) -> int:
     """Check and apply a leave CSV in one transaction; returns how many entries were new.
 
     A refused file names every bad line at once: rows that cannot be read, and rows that clash with
-    the registry or with leave already stored.
+    the registry or with leave already stored. ``today`` is the offices' date, which bounds the days;
+    without it ``now``'s (UTC) date, at most a day off, which the end-of-next-year bound does not feel.
     """
+    today = today or now.date()
     table = read_table(text, source, LEAVE_COLUMNS)
-    rows, problems = convert_rows(table, lambda row: leave_from_row(row, codes))
+    rows, problems = convert_rows(table, lambda row: leave_from_row(row, codes, today))
     if problems:
         with engine.connect() as conn:
             problems += _checked_leave(conn, rows)[1]
     reject_if(source, table, problems)
-    return add_leave(engine, rows, source, by, now)
+    return add_leave(engine, rows, source, by, now, today)
 
 
-def add_leave(engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, by: str, now: datetime) -> int:
-    """Store leave entries (all or nothing); ``rows`` carry the line (or position) each came from."""
+def add_leave(
+    engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, by: str, now: datetime, today: date
+) -> int:
+    """Store leave entries (all or nothing); ``rows`` carry the line (or position) each came from.
+
+    Every day must lie within 2000-01-01 and the end of the year after ``today`` (the offices' date),
+    whoever built the entries: a day past that is a typing mistake, and no month of it can be scored.
+    """
     with engine.begin() as conn:
+        problems = _leave_out_of_range(rows, today)
+        if problems:
+            raise CsvRejected(source, problems)
         new, problems = _checked_leave(conn, rows)
         if problems:
             raise CsvRejected(source, problems)
@@ -106,6 +149,16 @@ def add_leave(engine: Engine, rows: list[tuple[int, LeaveEntry]], source: str, b
                 for month in months_between(entry.first_day, entry.last_day):
                     mark_stale(conn, [entry.nip], month)
     return len(new)
+
+
+def _leave_out_of_range(rows: list[tuple[int, LeaveEntry]], today: date) -> list[str]:
+    last = leave_last_day(today)
+    found = [
+        (line, day_problem(name, day, last))
+        for line, entry in rows
+        for name, day in (("start", entry.first_day), ("end", entry.last_day))
+    ]
+    return [f"line {line}: {problem}" for line, problem in found if problem]
 
 
 def _checked_leave(conn: Connection, rows: list[tuple[int, LeaveEntry]]) -> tuple[list[LeaveEntry], list[str]]:
@@ -126,8 +179,20 @@ def _checked_leave(conn: Connection, rows: list[tuple[int, LeaveEntry]]) -> tupl
     return new, problems
 
 
-def add_manual(engine: Engine, entry: ManualEntry, by: str, now: datetime) -> None:
-    """Store one manual clock-in or clock-out; the employee must be in the registry."""
+def manual_problem(at: datetime, today: date) -> str | None:
+    """Why a manual entry at ``at`` (the offices' wall clock) cannot be stored, or None.
+
+    Not before 2000-01-01, not after the day after ``today`` (the offices' date): a later day is a
+    typing mistake whose month the background re-scoring could never score.
+    """
+    return day_problem("at", at.date(), manual_last_day(today))
+
+
+def add_manual(engine: Engine, entry: ManualEntry, by: str, now: datetime, today: date) -> None:
+    """Store one manual clock-in or clock-out; the employee must be in the registry, the day not ahead of ``today``."""
+    problem = manual_problem(entry.at, today)
+    if problem:
+        raise CsvRejected("manual attendance", [problem])
     with engine.begin() as conn:
         problems = _unknown_nips(conn, [(1, entry)])
         if problems:
@@ -182,10 +247,12 @@ def _stored_leave(conn: Connection, nips: set[str]) -> dict[str, list[LeaveEntry
 
 def months_between(first: date, last: date) -> list[date]:
     """The first days of every month from ``first``'s to ``last``'s."""
-    months, month = [], first.replace(day=1)
-    while month <= last:
-        months.append(month)
-        month = (month + timedelta(days=32)).replace(day=1)
+    months: list[date] = []
+    year, month = first.year, first.month
+    # Compared before the date is made: the month after December 9999 cannot be a date.
+    while (year, month) <= (last.year, last.month):
+        months.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return months
 
 

@@ -23,6 +23,9 @@ from ekinerja.store.month_scoring import ensure_scored
 from ekinerja.store.scoring import DayScore, standing
 
 MAX_DAYS = 366
+MONTHLY_COLUMNS = ("nip", "name", "unit", "scored_through", "working_days", "tl1", "tl2", "tl3", "tl4",
+                   "psw1", "psw2", "psw3", "psw4", "tk_days", "leave_days", "cut_percent", "cut_amount")  # fmt: skip
+"""The monthly report's CSV columns (a row flattened), for a month or unit with nobody in it."""
 MAX_CHANGES = 5000
 
 
@@ -37,6 +40,7 @@ class Report:
     meta: dict[str, Any]
     key: str
     rows: list[dict[str, Any]]
+    columns: tuple[str, ...] = ()  # the CSV header when there are no rows (a consumer expects it all the same)
 
     def as_json(self) -> dict[str, Any]:
         """The report as the API's JSON body."""
@@ -46,7 +50,7 @@ class Report:
         """One CSV line per row; list values spread over numbered columns (tl1..tl4)."""
         flat = [_flatten(row) for row in self.rows]
         out = io.StringIO()
-        columns = list(dict.fromkeys(name for row in flat for name in row))  # rows may lack some (crossed_...)
+        columns = list(dict.fromkeys(name for row in flat for name in row)) or list(self.columns)  # rows may lack some
         writer = csv.DictWriter(out, columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(flat)
@@ -132,7 +136,7 @@ def monthly(engine: Engine, office: Office, month: date, unit: str | None) -> Re
             }
             for r in conn.execute(query)
         ]
-    return Report({"month": month.strftime("%Y-%m"), "unit": unit}, "employees", rows)
+    return Report({"month": month.strftime("%Y-%m"), "unit": unit}, "employees", rows, MONTHLY_COLUMNS)
 
 
 def discipline(engine: Engine, office: Office, year: int, as_of: date | None, unit: str | None) -> Report:

@@ -124,3 +124,18 @@ def test_a_wrong_rule_profile_is_a_config_error(tmp_path: Path) -> None:
     run("migrate", "--config", config, cwd=tmp_path)
     done = run("report", "monthly", "--config", config, "--month", "2026-01", cwd=tmp_path)
     assert done.returncode == 2 and "perma-2020" in done.stderr and "perma-3-2020" in done.stderr
+
+
+def test_leave_dated_far_ahead_is_refused_with_exit_2(store: Path, tmp_path: Path) -> None:
+    people = tmp_path / "pegawai.csv"
+    people.write_text(
+        f"nip,name,unit,zk_user_id,card_uid,active_from\n{ANI},Ani Lestari,Bagian Umum,1001,,2025-01-01\n"
+    )
+    assert run("import-employees", "--config", store, people, cwd=tmp_path).returncode == 0
+    leave = tmp_path / "cuti.csv"
+    leave.write_text(f"nip,code,start,end,reason,approved_by\n{ANI},CT,9999-12-01,9999-12-31,cuti,Kasubbag TU\n")
+    done = run("import-leave", "--config", store, leave, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert (
+        "line 2: start 9999-12-01 is not between 2000-01-01 and" in done.stderr and "nothing was applied" in done.stderr
+    )

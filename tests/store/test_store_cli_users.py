@@ -83,3 +83,24 @@ def test_mistakes_are_one_line_exit_2_and_change_nothing(store: Path) -> None:
         assert done.returncode == 2, (args, done.stdout + done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, args
     assert run(store, "user", "list").stdout == ""
+
+
+def test_a_head_s_unit_must_be_one_the_registry_names(store: Path) -> None:
+    empty = run(store, "user", "add", "kabag.baru", "--name", "K", "--role", "head", "--unit", "Bagian Baru",
+                "--password-stdin", stdin="sandi-cukup-panjang\n")  # fmt: skip
+    assert empty.returncode == 0 and "warning: the registry has no employees yet" in empty.stderr, empty.stderr
+    people = store / "pegawai.csv"
+    people.write_text(
+        "nip,name,unit,zk_user_id,card_uid,active_from\n"
+        "198503142010012003,Ani Lestari,Bagian Umum,1001,,2025-01-01\n"
+        "197912312005022002,Citra Dewi,Bidang Aset,1003,,2025-01-01\n"
+    )
+    assert run(store, "import-employees", str(people)).returncode == 0
+    typo = run(store, "user", "add", "kabag.umum", "--name", "K", "--role", "head", "--unit", "Bagian Umm",
+               "--password-stdin", stdin="sandi-cukup-panjang\n")  # fmt: skip
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr, typo.stderr
+    assert "unit 'Bagian Umm' is not in the registry (its units: Bagian Umum, Bidang Aset)" in typo.stderr
+    assert "kabag.umum" not in run(store, "user", "list").stdout, "nothing was changed"
+    right = run(store, "user", "add", "kabag.umum", "--name", "K", "--role", "head", "--unit", "Bagian Umum",
+                "--password-stdin", stdin="sandi-cukup-panjang\n")  # fmt: skip
+    assert right.returncode == 0 and "warning" not in right.stderr, right.stderr

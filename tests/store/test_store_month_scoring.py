@@ -78,7 +78,8 @@ def test_an_input_committed_while_a_pass_reads_leaves_the_row_stale(
 
     def leave_arrives_meanwhile(*args: Any, **kwargs: Any) -> Any:
         rows = reading(*args, **kwargs)  # the pass has read its inputs: the leave is not in them
-        entries.add_leave(engine, [(1, leave)], "test", "operator", datetime.now(UTC).replace(tzinfo=None))
+        now = datetime.now(UTC).replace(tzinfo=None)
+        entries.add_leave(engine, [(1, leave)], "test", "operator", now, OFFICE.now().date())
         return rows
 
     monkeypatch.setattr(month_scoring, "_score_staff", leave_arrives_meanwhile)

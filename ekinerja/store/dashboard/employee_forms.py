@@ -3,13 +3,13 @@
 The rules are those of the CSV imports and the API (``entries.leave_from_row``, ``nip_problem``,
 ``text_field``, the API's ``ManualAttendance`` and ``Mapping`` models); this module only says which
 form field a problem belongs to, so the page can mark it. No I/O: the caller gives the NIPs the
-registry knows and the rule profile's leave codes.
+registry knows, the rule profile's leave codes and the offices' date (it bounds the days).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from ekinerja.store.api_registry import ManualAttendance
 from ekinerja.store.api_registry import Mapping as MappingModel
 from ekinerja.store.csv_input import RowProblem, parse_date, text_field
-from ekinerja.store.entries import LeaveEntry, ManualEntry, leave_from_row
+from ekinerja.store.entries import (
+    LeaveEntry,
+    ManualEntry,
+    day_problem,
+    leave_day,
+    leave_from_row,
+    manual_last_day,
+)
 from ekinerja.store.registry import nip_problem
 
 T = TypeVar("T")
@@ -40,27 +47,30 @@ class FormProblem(ValueError):
         self.detail = detail
 
 
-def leave_entry(values: Mapping[str, str], codes: Collection[str], known: Collection[str]) -> LeaveEntry:
-    """The leave entry a form asks for, checked field by field as the leave CSV is."""
+def leave_entry(values: Mapping[str, str], codes: Collection[str], known: Collection[str], today: date) -> LeaveEntry:
+    """The leave entry a form asks for, checked field by field as the leave CSV is (``today``: the offices' date)."""
     _required(values, LEAVE_FIELDS)
     row = {"nip": values["nip"], "code": values["code"], "start": values["first_day"], "end": values["last_day"],
            "reason": values["reason"], "approved_by": values["approved_by"]}  # fmt: skip
     _registered(values["nip"], known)
     if values["code"].upper() not in codes:
         raise FormProblem("code", "emp_not_a_code", ", ".join(sorted(codes)))
-    _field("first_day", lambda: parse_date(row, "start"))
-    _field("last_day", lambda: parse_date(row, "end"))
+    _field("first_day", lambda: leave_day(row, "start", today))
+    _field("last_day", lambda: leave_day(row, "end", today))
     _field("reason", lambda: text_field(row, "reason", REASON_MAX))
     _field("approved_by", lambda: text_field(row, "approved_by", APPROVER_MAX))
-    return _field("last_day", lambda: leave_from_row(row, codes))  # left to check: end before start, too long
+    return _field("last_day", lambda: leave_from_row(row, codes, today))  # left: end before start, too long
 
 
-def manual_entry(form: Mapping[str, str], known: Collection[str]) -> ManualEntry:
-    """The manual clock-in or clock-out a form asks for, checked as ``POST /v1/manual-attendance`` does."""
+def manual_entry(form: Mapping[str, str], known: Collection[str], today: date) -> ManualEntry:
+    """The manual clock-in or clock-out a form asks for, checked as ``POST /v1/manual-attendance`` does.
+
+    ``today`` is the offices' date: the day may be at most the next one (``entries.add_manual``'s rule).
+    """
     values = dict(form)
     _required(values, MANUAL_FIELDS)
     _registered(values["nip"], known)
-    day = _field("day", lambda: parse_date({"day": values["day"]}, "day"))
+    day = _field("day", lambda: _manual_day(values["day"], today))
     at = _field("time", lambda: _clock(values["time"]))
     _field("reason", lambda: text_field(values, "reason", REASON_MAX))
     _field("approved_by", lambda: text_field(values, "approved_by", APPROVER_MAX))
@@ -107,6 +117,15 @@ def _field(name: str, check: Callable[[], T]) -> T:
         return check()
     except RowProblem as exc:
         raise FormProblem(name, "emp_invalid", str(exc)) from None
+
+
+def _manual_day(value: str, today: date) -> date:
+    day = parse_date({"day": value}, "day")
+    assert day is not None
+    problem = day_problem("day", day, manual_last_day(today))
+    if problem:
+        raise RowProblem(problem)
+    return day
 
 
 def _clock(value: str) -> time:

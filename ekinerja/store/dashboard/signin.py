@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+import threading
 from datetime import UTC
 from typing import Annotated
 
@@ -17,11 +19,30 @@ from ekinerja.store.dashboard.web import page, signed_in, state, words
 from ekinerja.store.sessions import COOKIE
 
 LOGIN_COOKIE = "ekinerja_login"
+CHECKS_AT_ONCE = 4
+CHECKS = threading.BoundedSemaphore(CHECKS_AT_ONCE)
+"""Logins being checked at once. Each argon2 check takes about 64 MiB and 0.2 s of a thread the API's
+gateways share: a flood of sign-ins must not take the memory or the threads that ingest needs."""
+NO_SUCH_USER = "-"
+"""Asked in place of a malformed user name: no account has it (accounts.USERNAME starts with a letter or digit)."""
+_NOT_IN_A_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+"""Browsers read a backslash as a slash and drop tabs and line breaks: ``/\\evil.example`` is another site."""
 
 
 def _local(target: str | None) -> str:
     """Only a path on this site is followed after sign-in (never another site)."""
-    return target if target and target.startswith("/") and not target.startswith("//") else "/hari-ini"
+    if not target or not target.startswith("/") or target.startswith("//") or _NOT_IN_A_PATH.search(target):
+        return "/hari-ini"
+    return target
+
+
+def _asked_name(username: str) -> str:
+    """The user name to look up: as typed if it has an account's shape, else one that cannot exist.
+
+    Either way ``accounts.authenticate`` runs, with its decoy hash for an unknown user: a malformed
+    name (a NUL, which PostgreSQL refuses outright) is answered and timed like any unknown one.
+    """
+    return username if accounts.USERNAME.fullmatch(username) else NO_SUCH_USER
 
 
 def home(request: Request) -> Response:
@@ -30,15 +51,22 @@ def home(request: Request) -> Response:
     return RedirectResponse("/hari-ini", status_code=303)
 
 
-def sign_in_page(request: Request, next: Annotated[str, Query(max_length=500)] = "/hari-ini") -> Response:
-    """The sign-in form, with a fresh token that only this browser's cookie matches."""
-    return _login_form(request, _local(next), problem=None, username="")
+def sign_in_page(
+    request: Request, next: Annotated[str, Query(max_length=500)] = "/hari-ini", resend: bool = False
+) -> Response:
+    """The sign-in form, with a fresh token that only this browser's cookie matches.
+
+    ``resend``: the session ended while a form was open; the form was not stored and must be sent again.
+    """
+    return _login_form(request, _local(next), problem=None, username="", resend=resend)
 
 
-def _login_form(request: Request, target: str, problem: str | None, username: str, status: int = 200) -> Response:
+def _login_form(
+    request: Request, target: str, problem: str | None, username: str, status: int = 200, resend: bool = False
+) -> Response:
     token = secrets.token_urlsafe(24)
     response = page(request, "login.html", status, login_token=token, next=target, problem=problem,
-                    username=username)  # fmt: skip
+                    username=username, resend=resend, lang_keep={"next": target})  # fmt: skip
     secure = request.url.scheme == "https"
     response.set_cookie(LOGIN_COOKIE, token, max_age=900, httponly=True, samesite="strict", secure=secure)
     return response
@@ -58,7 +86,15 @@ async def sign_in(
     if not login_token or not secrets.compare_digest(cookie.encode(), login_token.encode()):
         return _login_form(request, target, t("form_expired"), username, status=400)
     store = state(request)
-    result = await run_in_threadpool(accounts.authenticate, store.engine, username.strip(), password, code, utc_now())
+    asked = _asked_name(username.strip())
+    if not CHECKS.acquire(blocking=False):  # refuse at once: a waiting login would hold a worker thread
+        response = _login_form(request, target, t("login_busy"), username, status=429)
+        response.headers["Retry-After"] = "2"
+        return response
+    try:
+        result = await run_in_threadpool(accounts.authenticate, store.engine, asked, password, code, utc_now())
+    finally:
+        CHECKS.release()
     if result.user is None:
         problem = t("login_failed")
         if result.locked_until is not None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ekinerja.store.dashboard import signin, web
@@ -18,6 +22,22 @@ def mount(app: FastAPI) -> None:
     app.add_exception_handler(web.NeedsSignIn, web.to_sign_in)
     app.add_exception_handler(web.Forbidden, web.refuse)
     app.add_exception_handler(web.BadQuery, web.bad_query)
+    app.add_exception_handler(RequestValidationError, _bad_request_handler(app))
     for module in MODULES:
         for path, endpoint, method in module.ROUTES:
             app.add_api_route(path, endpoint, methods=[method], include_in_schema=False, response_class=HTMLResponse)
+
+
+def _bad_request_handler(app: FastAPI) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler of RequestValidationError for the whole app: the dashboard's pages get a 400 page,
+    every other path (the API, ``/healthz``, ``/metrics``...) the answer it had before, unchanged."""
+    paths = {path for module in MODULES for path, _endpoint, _method in module.ROUTES}
+    api_answer = app.exception_handlers.get(RequestValidationError, request_validation_exception_handler)
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        if request.url.path in paths:
+            return await web.bad_request(request, exc)
+        answered = api_answer(request, exc)
+        return await answered if isinstance(answered, Awaitable) else answered
+
+    return answer

@@ -6,13 +6,16 @@ with no internet. Pages answer with a strict Content-Security-Policy and are nev
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from ekinerja.store import sessions
@@ -22,6 +25,7 @@ from ekinerja.store.registry import list_employees
 from ekinerja.store.sessions import COOKIE, Session
 
 LANG_COOKIE = "lang"
+SAFE_METHODS = ("GET", "HEAD")
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
     "Cache-Control": "no-store",
@@ -69,13 +73,47 @@ def words(request: Request) -> i18n.Words:
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-    """A page in the visitor's language, with the dashboard's headers."""
+    """A page in the visitor's language, with the dashboard's headers.
+
+    ``lang_keep`` in ``context``: values the link to the other language carries besides the page's
+    own query (the sign-in page's ``next``, which a failed sign-in has only in its form);
+    ``lang_drop``: query parameters it leaves out (values refused as invalid are not echoed).
+    """
     t = words(request)
-    context = {"t": t, "session": None, "refresh_s": 0, "page": None} | context
+    other = "en" if t.lang == "id" else "id"
+    language = language_link(request, other, context.pop("lang_keep", None), context.pop("lang_drop", ()))
+    context = {"t": t, "session": None, "refresh_s": 0, "page": None, "language_link": language} | context
     response = templates.TemplateResponse(request, template, context, status_code=status, headers=HEADERS)
     if request.query_params.get("lang") == t.lang:
         response.set_cookie(LANG_COOKIE, t.lang, max_age=365 * 86400, samesite="strict")
     return response
+
+
+def get_page(request: Request) -> str:
+    """The path of the page this request shows: itself, or for a form's POST the page the form is on.
+
+    A form's path is under its page (``/karyawan/cuti`` under ``/karyawan``), and a link or a
+    redirect to a POST-only path would answer 405; a path with no page of its own leads home.
+    """
+    path = request.url.path
+    if request.method in SAFE_METHODS:
+        return path
+    first = "/" + path.strip("/").split("/", 1)[0]
+    routes = (r for r in request.app.routes if isinstance(r, APIRoute) and r.path == first)
+    return first if any("GET" in (r.methods or ()) for r in routes) else "/"
+
+
+def language_link(
+    request: Request, lang: str, keep: Mapping[str, str] | None = None, drop: Collection[str] = ()
+) -> str:
+    """This page in ``lang``: the same GET page and query (month, unit, year...), ``lang`` replaced.
+
+    ``keep``: values to carry besides (or instead of) the query's; ``drop``: parameters to leave out.
+    """
+    extra = dict(keep or {})
+    left_out = {"lang", *extra, *drop}
+    kept = [(key, value) for key, value in request.query_params.multi_items() if key not in left_out]
+    return f"{get_page(request)}?{urlencode([*kept, *extra.items(), ('lang', lang)])}"
 
 
 def signed_in(request: Request) -> Session:
@@ -110,9 +148,15 @@ def units_choice(request: Request, session: Session) -> list[str]:
 
 
 async def to_sign_in(request: Request, _exc: Exception) -> Response:
-    """Where NeedsSignIn leads: the sign-in page, coming back here afterwards."""
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/masuk?next={quote(target)}", status_code=303, headers={"Cache-Control": "no-store"})
+    """Where NeedsSignIn leads: the sign-in page, coming back here afterwards.
+
+    A form sent after the session ended comes back to the page it was on (its POST-only path
+    would answer 405), and the sign-in page says the form must be sent again: it was not stored.
+    """
+    target = get_page(request) + (f"?{request.url.query}" if request.url.query else "")
+    resend = "" if request.method in SAFE_METHODS else "&resend=1"
+    location = f"/masuk?next={quote(target)}{resend}"
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 async def refuse(request: Request, exc: Exception) -> Response:
@@ -126,6 +170,34 @@ async def bad_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadQuery)
     message = words(request)("bad_input", field=exc.name, problem=exc.problem)
     return page(request, "message.html", 400, session=exc.session, message=message)
+
+
+async def bad_request(request: Request, exc: Exception) -> Response:
+    """Where a dashboard page's RequestValidationError leads: a 400 page naming the fields.
+
+    FastAPI's own answer is JSON for programs, and echoes the value (a password, too): a browser
+    gets the message page instead, which names each field and what is wrong, never what was sent.
+    """
+    assert isinstance(exc, RequestValidationError)
+    t = words(request)
+    problems = dict(_field_problem(t, error) for error in exc.errors())  # one line per field
+    message = "; ".join(t("bad_input", field=name, problem=problem) for name, problem in problems.items())
+    session = sessions.find(state(request).engine, request.cookies.get(COOKIE), now())
+    return page(request, "message.html", 400, session=session, message=message, lang_drop=set(problems))
+
+
+def _field_problem(t: i18n.Words, error: Mapping[str, Any]) -> tuple[str, str]:
+    """(field, what is wrong with it) of one of FastAPI's errors, from its location and type only."""
+    loc: Sequence[Any] = error.get("loc") or ()
+    name = str(loc[-1]) if len(loc) > 1 else t("field_request")  # ("body",) alone: the form as a whole
+    kind, limits = error.get("type", ""), error.get("ctx") or {}
+    if kind == "missing":
+        return name, t("field_missing")
+    if kind == "string_too_long" and "max_length" in limits:
+        return name, t("field_too_long", max=limits["max_length"])
+    if kind == "string_pattern_mismatch":
+        return name, t("field_characters")
+    return name, t("field_invalid")
 
 
 def query(**values: object) -> str:

@@ -138,7 +138,7 @@ def test_a_head_of_unit_sees_only_their_unit_and_bad_years_are_named(client: tup
     assert own.status_code == 200 and f'data-nip="{ANI}"' in own.text and "Bidang Aset" not in own.text
     refused = web.get("/disiplin", params={"year": "2025", "unit": "Bidang Aset"})
     assert refused.status_code == 403 and CITRA not in refused.text
-    for year in ("1999", "20x5", "3000", "-1", "2025.0"):
+    for year in ("1999", "20x5", "3000", "-1", "2025.0", "²", "２０２５", "٢٠٢٥", "2025\u00b2"):
         wrong = web.get("/disiplin", params={"year": year})
         assert wrong.status_code == 400 and "year" in wrong.text and year in wrong.text, year
 
@@ -150,3 +150,19 @@ def test_an_empty_unit_or_year_is_an_empty_page(client: tuple[TestClient, Engine
         answer = web.get("/disiplin", params=params)
         assert answer.status_code == 200, params
         assert "Tidak ada pegawai dengan hari TK" in answer.text or "Nobody has a TK day" in answer.text, params
+
+
+def test_the_year_links_stay_within_the_years_there_are(client: tuple[TestClient, Engine]) -> None:
+    web, engine = client
+    sign_in(web, "admin.bkd", PASSWORD, pyotp.TOTP(secret_for(engine, ADMIN)).now())
+    this_year = web.app.state.store.office.now().year  # type: ignore[attr-defined]
+    first = web.get("/disiplin", params={"year": "2000", "unit": "Bagian Umum"})
+    assert first.status_code == 200 and "year=1999" not in first.text, "no link to a year that is refused"
+    assert 'href="/disiplin?year=2001&amp;unit=Bagian+Umum" rel="next"' in first.text
+    last = web.get("/disiplin")
+    assert f'href="/disiplin?year={this_year - 1}" rel="prev"' in last.text
+    assert 'rel="next"' not in last.text and f"year={this_year + 1}" not in last.text
+    for year in (f"{this_year - 1}", "2000"):
+        following = web.get("/disiplin", params={"year": year})
+        link = f'href="/disiplin?year={int(year) + 1}" rel="next"'
+        assert link in following.text and web.get(f"/disiplin?year={int(year) + 1}").status_code == 200

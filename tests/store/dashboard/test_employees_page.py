@@ -165,6 +165,8 @@ LEAVE_MISTAKES = [
     ({"reason": "cuti\x07tahunan"}, "reason", "control character"),
     ({"reason": "x" * 501}, "reason", "longer than 500 characters"),
     ({"approved_by": "Kabag\r\nUmum"}, "approved_by", "control character"),
+    ({"first_day": "9999-12-01", "last_day": "9999-12-31"}, "first_day", "start 9999-12-01 is not between 2000-01-01"),
+    ({"last_day": "9999-12-31"}, "last_day", "end 9999-12-31 is not between 2000-01-01"),
 ]
 
 
@@ -197,6 +199,8 @@ MANUAL_MISTAKES = [
     ({"reason": "ok"}, "reason", "at least 3 characters"),
     ({"reason": "mesin\x00mati"}, "reason", "control character"),
     ({"approved_by": "K" * 101}, "approved_by", "longer than 100 characters"),
+    ({"day": "9999-12-31"}, "day", "day 9999-12-31 is not between 2000-01-01"),
+    ({"day": "1999-12-31"}, "day", "day 1999-12-31 is not between 2000-01-01"),
 ]
 
 
@@ -268,11 +272,12 @@ def test_a_mapping_mistake_names_the_field_and_stores_nothing(client: TestClient
 def test_overlong_or_missing_fields_are_refused_without_a_crash(client: TestClient, engine: Engine) -> None:
     token = signed_in_as(client, engine, PERSONNEL)
     huge = post(client, "/karyawan/cuti", LEAVE | {"reason": "x" * 5000}, token)
-    assert huge.status_code == 422, "past the form's guard: refused before the page runs"
+    assert huge.status_code == 400, "past the form's guard: refused before the page runs"
+    assert "reason: terlalu panjang (paling banyak 2000 karakter)" in huge.text and "x" * 50 not in huge.text
     missing = post(client, "/karyawan/manual", {"nip": BUDI}, token)
     assert missing.status_code == 400 and 'data-problem="day"' in missing.text
     unit = client.post("/karyawan/cuti", params={"unit": "a\x00b"}, data=LEAVE | {"csrf_token": token})
-    assert unit.status_code == 422
+    assert unit.status_code == 400 and "unit: berisi karakter kendali" in unit.text
     assert changes(engine) == NOTHING
 
 

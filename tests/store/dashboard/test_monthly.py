@@ -10,7 +10,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from test_web import ADMIN, HEAD, PASSWORD, client, secret_for, sign_in
 
 from ekinerja.store.dashboard.recap import band_totals, by_unit, daily_counts, day_kind, tk_per_unit
 from ekinerja.store.db import make_engine
+from ekinerja.store.reports import MONTHLY_COLUMNS, Report
 from ekinerja.store.schema import upgrade
 from ekinerja.store.scoring.day import DayScore
 from ekinerja.sync.contract import Punch
@@ -183,3 +184,37 @@ def test_a_unit_with_nobody_and_a_month_with_nothing_are_empty_pages(client: Tes
     assert empty.status_code == 200 and "Belum ada pegawai" in empty.text and "Belum ada data." in empty.text
     english = client.get("/rekap", params={"month": "2025-02", "lang": "en"})
     assert english.status_code == 200 and "February 2025" in english.text
+
+
+def test_a_month_after_this_one_is_refused_and_not_linked(client: TestClient, engine: Engine) -> None:
+    sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret_for(engine, ADMIN)).now())
+    this_month = client.app.state.store.office.now().date().replace(day=1)  # type: ignore[attr-defined]
+    following = (this_month + timedelta(days=32)).replace(day=1)
+    for month in (f"{following:%Y-%m}", "2100-12", "2099-01"):
+        for path in ("/rekap", "/rekap.csv", "/rekap/cetak"):
+            answer = client.get(path, params={"month": month})
+            assert answer.status_code == 400, (path, month)
+            assert f"is not a month from 2000-01 to {this_month:%Y-%m}" in answer.text, (path, month)
+    current = client.get("/rekap")
+    assert (
+        current.status_code == 200
+        and 'rel="next"' not in current.text
+        and f"month={following:%Y-%m}" not in current.text
+    )
+    assert f'max="{this_month:%Y-%m}"' in current.text
+    earlier = client.get("/rekap", params={"month": "2026-01"})
+    assert 'href="/rekap?month=2026-02" rel="next"' in earlier.text
+    first = client.get("/rekap", params={"month": "2000-01"})
+    assert first.status_code == 200 and "month=1999-12" not in first.text
+
+
+def test_the_csv_download_has_its_header_even_with_nobody_in_it(client: TestClient, engine: Engine) -> None:
+    january(client)
+    sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret_for(engine, ADMIN)).now())
+    api = client.get("/v1/attendance/monthly", params={"month": "2026-01", "format": "csv"}, headers=CORE)
+    header = api.text.splitlines()[0]
+    assert header == ",".join(MONTHLY_COLUMNS), "the columns of an empty report are those of a full one"
+    empty = client.get("/rekap.csv", params={"month": "2026-01", "unit": "Tidak Ada"})
+    assert empty.status_code == 200 and empty.text == header + "\n"
+    assert list(csv.DictReader(io.StringIO(empty.text))) == []
+    assert Report({}, "employees", [], MONTHLY_COLUMNS).as_csv() == header + "\n", "the API's own empty report too"

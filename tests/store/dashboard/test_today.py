@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import pyotp
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from test_web import ADMIN, PASSWORD, client, secret_for, sign_in
 
+from ekinerja.store.dashboard.pages.today import active_on
 from ekinerja.store.dashboard.today import Presence, board, presence
+from ekinerja.store.db import make_engine
+from ekinerja.store.registry import EmployeeRecord
+from ekinerja.store.schema import upgrade
 from ekinerja.store.scoring.day import DayScore
 
+from samples import ANI, BUDI, CITRA, csv_post
+
+__all__ = ["client"]  # the fixture, shared with test_web
+
 DAY = date(2026, 1, 5)
+GONE, COMING = "198001012006041001", "198202022008012002"  # who left, who is yet to start
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """SQLite only: the page's rule (who is active today) is the same on every backend."""
+    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 def score(*, working: bool = True, first_in: str | None = None, late: int | None = None, tl: int = 0,
@@ -66,3 +90,37 @@ def test_a_punch_on_a_day_off_or_on_leave_still_shows_when_it_came() -> None:
     ani, budi = units[0].people
     assert (ani.presence, ani.first_in is not None, ani.leave) == (Presence.OFF, True, None)
     assert (budi.presence, budi.first_in is not None, budi.leave) == (Presence.LEAVE, True, "DL")
+
+
+@pytest.mark.parametrize(
+    ("active_from", "active_to", "active"),
+    [
+        (date(2025, 1, 1), None, True),
+        (DAY, DAY, True),
+        (DAY + timedelta(days=1), None, False),  # starts tomorrow
+        (date(2025, 1, 1), DAY - timedelta(days=1), False),  # left yesterday
+    ],
+)
+def test_who_is_active_on_a_day(active_from: date, active_to: date | None, active: bool) -> None:
+    record = EmployeeRecord("1" * 18, "A", "U", None, None, active_from, active_to=active_to)
+    assert active_on(record, DAY) is active
+
+
+def test_the_board_shows_only_who_works_here_today(client: TestClient, engine: Engine) -> None:
+    today = client.app.state.store.office.now().date()  # type: ignore[attr-defined]
+    left, starts = today - timedelta(days=1), today + timedelta(days=10)
+    people = (
+        "nip,name,unit,zk_user_id,card_uid,active_from,active_to\n"
+        f"{GONE},Gani Pensiun,Bagian Umum,1008,,2020-01-01,{left}\n"
+        f"{COMING},Citra Baru,Bagian Umum,1009,,{starts},\n"
+    )
+    assert csv_post(client, "/v1/employees", people).status_code == 200
+    sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret_for(engine, ADMIN)).now())
+    board_page = client.get("/hari-ini")
+    assert board_page.status_code == 200
+    assert all(f'data-nip="{nip}"' in board_page.text for nip in (ANI, BUDI, CITRA))
+    assert f'data-nip="{GONE}"' not in board_page.text and f'data-nip="{COMING}"' not in board_page.text
+    registry = client.get("/karyawan")
+    for nip, first, last in ((GONE, "2020-01-01", str(left)), (COMING, str(starts), "–")):
+        line = registry.text.split(f'data-nip="{nip}">', 1)[1].split("</tr>", 1)[0]
+        assert f"<td>{first}</td><td>{last}</td>" in line, "the registry lists everyone, with their dates"

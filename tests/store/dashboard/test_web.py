@@ -10,14 +10,16 @@ import httpx
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from ekinerja.store import accounts
+from ekinerja.store import accounts, audit
 from ekinerja.store.accounts import Role, User
 from ekinerja.store.app import create_app
-from ekinerja.store.dashboard import i18n
+from ekinerja.store.dashboard import i18n, signin
+from ekinerja.store.db import users
 
-from samples import CONFIG, EMPLOYEES, csv_post
+from samples import ADMIN as WRITER
+from samples import CONFIG, CORE, EMPLOYEES, csv_post
 
 PASSWORD = "sandi-dasbor-kuat-1"
 HEAD = User("kabag.umum", "Kepala Bagian Umum", Role.HEAD, "Bagian Umum")
@@ -72,6 +74,23 @@ def test_the_login_form_needs_its_own_cookie(client: TestClient, engine: Engine)
     assert "ekinerja_session" not in answer.headers.get("set-cookie", "")
 
 
+def test_sign_ins_beyond_those_being_checked_are_refused_at_once(client: TestClient, engine: Engine) -> None:
+    """A flood of sign-ins cannot take the threads and memory the gateways' pushes need: beyond
+    CHECKS_AT_ONCE, a sign-in is answered 429 without a password check, and counts for nothing."""
+    secret = secret_for(engine, ADMIN)
+    for _ in range(signin.CHECKS_AT_ONCE):  # as if that many checks were running
+        assert signin.CHECKS.acquire(blocking=False)
+    try:
+        busy = sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now())
+    finally:
+        for _ in range(signin.CHECKS_AT_ONCE):
+            signin.CHECKS.release()
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "2" and "Coba lagi beberapa detik" in busy.text
+    with engine.connect() as conn:
+        assert conn.execute(select(users.c.failed_logins)).scalar_one() == 0
+    assert sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now()).status_code == 303
+
+
 def test_wrong_logins_are_told_alike_then_locked(client: TestClient, engine: Engine) -> None:
     secret = secret_for(engine, ADMIN)
     for password in ("salah-satu-sandi", "salah-dua-sandi!", "salah-tiga-sandi", "salah-empat-sandi"):
@@ -106,10 +125,29 @@ def test_sign_out_needs_the_session_token_and_ends_the_session(client: TestClien
     assert client.get("/hari-ini").status_code == 303, "the session ended"
 
 
+ELSEWHERE = [
+    "//evil.example/x",
+    "/\\evil.example",  # a browser reads the backslash as a slash: //evil.example
+    "/\\/evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",  # a browser drops tabs and line breaks from a URL
+    "/\n/evil.example",
+    "/hari-ini\r\nSet-Cookie: a=b",
+    "/hari-ini\x00",
+    "/rekap\x7f",
+    "https://evil.example/",
+]
+
+
 def test_only_local_paths_are_followed_after_sign_in(client: TestClient, engine: Engine) -> None:
     secret = secret_for(engine, ADMIN)
-    answer = sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now(), "//evil.example/x")
-    assert answer.headers["location"] == "/hari-ini"
+    for target in ELSEWHERE:
+        form = client.get("/masuk", params={"next": target})
+        assert form.status_code == 200 and 'name="next" value="/hari-ini"' in form.text, target
+        answer = sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now(), target)
+        assert answer.status_code == 303 and answer.headers["location"] == "/hari-ini", target
+        client.cookies.clear()
+        secret = accounts.reset_totp(engine, "admin.bkd", "test", datetime.now(UTC).replace(tzinfo=None))  # new code
 
 
 def test_english_on_request_and_remembered(client: TestClient) -> None:
@@ -121,3 +159,115 @@ def test_english_on_request_and_remembered(client: TestClient) -> None:
 
 def test_both_languages_have_every_message() -> None:
     assert set(i18n.messages("id")) == set(i18n.messages("en"))
+
+
+@pytest.mark.every_backend
+def test_control_characters_in_a_unit_are_a_400_page(client: TestClient, engine: Engine) -> None:
+    """On PostgreSQL a NUL reaching the database was a 500: every page's unit is refused before."""
+    secret = secret_for(engine, ADMIN)
+    assert sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now()).status_code == 303
+    for path in ("/hari-ini", "/rekap", "/rekap/cetak", "/rekap.csv", "/disiplin", "/karyawan"):
+        for unit in ("Bagian\x00Umum", "Bagian\nUmum", "\x1b[31m"):
+            answer = client.get(path, params={"unit": unit})
+            assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html"), (path, unit)
+            assert "unit: berisi karakter kendali" in answer.text and unit not in answer.text, (path, unit)
+
+
+MALFORMED_NAMES = ["admin\x00.bkd", "admin.bkd\x00", "\x00", "admin\tbkd", "Admin.BKD", "admin bkd"]
+
+
+@pytest.mark.every_backend
+def test_a_malformed_user_name_is_an_unknown_user(
+    client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same status, same words and the same decoy hash as a name no one has, and no 500 on PostgreSQL."""
+    secret_for(engine, ADMIN)
+    checks: list[str] = []
+    checking = accounts._password_ok
+    monkeypatch.setattr(
+        accounts, "_password_ok", lambda stored, password: checks.append(stored) or checking(stored, password)
+    )
+    unknown = sign_in(client, "tidak.ada", PASSWORD, "123456")
+    assert unknown.status_code == 401 and "Nama pengguna, kata sandi atau kode salah." in unknown.text
+    for name in MALFORMED_NAMES:
+        answer = sign_in(client, name, PASSWORD, "123456")
+        assert answer.status_code == unknown.status_code and "Nama pengguna, kata sandi atau kode salah." in answer.text
+        assert "ekinerja_session" not in answer.headers.get("set-cookie", ""), name
+    assert checks == [accounts._DECOY] * (1 + len(MALFORMED_NAMES)), "the decoy hash ran for every one"
+    with engine.connect() as conn:
+        refused = [r for r in audit.read(conn, 0, 1000) if r["action"] == "login.refused"]
+    assert [r["target"] for r in refused] == ["(unknown user)"] * (1 + len(MALFORMED_NAMES))
+
+
+def test_the_language_link_keeps_the_page_and_its_query(client: TestClient, engine: Engine) -> None:
+    secret = secret_for(engine, ADMIN)
+    login = client.get("/masuk", params={"next": "/rekap?month=2026-01"})
+    assert 'href="/masuk?next=%2Frekap%3Fmonth%3D2026-01&amp;lang=en"' in login.text
+    sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now())
+    recap = client.get("/rekap", params={"month": "2026-01", "unit": "Bagian Umum", "lang": "id"})
+    assert 'class="lang" href="/rekap?month=2026-01&amp;unit=Bagian+Umum&amp;lang=en"' in recap.text
+    english = client.get("/rekap", params={"month": "2026-01", "unit": "Bagian Umum", "lang": "en"})
+    assert english.status_code == 200 and "January 2026" in english.text
+    assert 'class="lang" href="/rekap?month=2026-01&amp;unit=Bagian+Umum&amp;lang=id"' in english.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', recap.text)
+    assert token
+    mistake = client.post("/karyawan/cuti", params={"unit": "Bagian Umum"}, data={"csrf_token": token.group(1)})
+    assert mistake.status_code == 400, "a form sent empty is shown again"
+    link = re.search(r'class="lang" href="([^"]+)"', mistake.text)
+    assert link and link.group(1) == "/karyawan?unit=Bagian+Umum&amp;lang=id", "the form's GET page, not its POST path"
+    assert client.get(link.group(1).replace("&amp;", "&")).status_code == 200
+    failed = client.post("/keluar", data={"csrf_token": "forged"})
+    assert failed.status_code == 403 and 'class="lang" href="/?lang=en"' in failed.text, "/keluar has no page"
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(client: TestClient, engine: Engine) -> None:
+    sent = client.post("/karyawan/cuti", params={"unit": "Bagian Umum"}, data={"nip": "1", "csrf_token": "old"})
+    location = sent.headers["location"]
+    assert sent.status_code == 303 and location == "/masuk?next=/karyawan%3Funit%3DBagian%2BUmum&resend=1"
+    form = client.get(location)
+    assert (
+        form.status_code == 200 and 'data-note="resend"' in form.text and "kirim formulir itu sekali lagi" in form.text
+    )
+    assert 'name="next" value="/karyawan?unit=Bagian+Umum"' in form.text
+    secret = secret_for(engine, ADMIN)
+    signed = sign_in(client, "admin.bkd", PASSWORD, pyotp.TOTP(secret).now(), "/karyawan?unit=Bagian Umum")
+    assert signed.status_code == 303 and client.get(signed.headers["location"]).status_code == 200
+    assert "resend" not in client.get("/masuk", params={"next": "/hari-ini"}).text, "only after a lost form"
+    client.cookies.clear()
+    out = client.post("/keluar", data={"csrf_token": "old"})
+    assert out.headers["location"] == "/masuk?next=/&resend=1", "a POST-only path with no page leads home"
+
+
+INVALID = [  # (method, path, what is sent, the field named, what must not be echoed)
+    ("post", "/masuk", {"username": "admin.bkd", "password": PASSWORD, "code": "", "login_token": "t"}, "code", None),
+    ("post", "/masuk", {"username": "admin.bkd", "code": "123456", "login_token": "t"}, "password", None),
+    ("post", "/masuk", {"username": "admin.bkd", "password": "rahasia-" * 26, "code": "1"}, "password", "rahasia-"),
+    ("post", "/masuk", {"username": "a", "password": "p", "code": "1", "next": "/" + "n" * 500}, "next", "nnnnn"),
+    ("get", "/masuk", {"next": "/" + "q" * 500}, "next", "qqqqq"),
+    ("get", "/hari-ini", {"unit": "U" * 201}, "unit", "UUUUU"),
+    ("get", "/rekap", {"month": "9" * 21}, "month", "99999"),
+    ("post", "/karyawan/cuti", {"reason": "r" * 2001}, "reason", "rrrrr"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "sent", "field", "secret"), INVALID)
+def test_a_request_fastapi_refuses_is_a_400_page_that_names_the_field(
+    client: TestClient, method: str, path: str, sent: dict[str, str], field: str, secret: str | None
+) -> None:
+    answer = client.get(path, params=sent) if method == "get" else client.post(path, data=sent)
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html"), answer.text[:300]
+    assert f"{field}: " in answer.text and 'role="alert"' in answer.text
+    assert secret is None or secret not in answer.text, "what was sent is never echoed"
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_the_api_still_answers_422_in_json(client: TestClient) -> None:
+    feed = client.get("/v1/feed", params={"limit": 0}, headers=CORE)
+    assert feed.status_code == 422 and feed.headers["content-type"] == "application/json"
+    assert feed.json()["detail"][0]["loc"] == ["query", "limit"] and feed.json()["detail"][0]["input"] == "0"
+    unit = client.get("/v1/employees", params={"unit": "a\x00b"}, headers=CORE)
+    assert unit.status_code == 422 and unit.json()["detail"][0]["loc"] == ["query", "unit"]
+    manual = client.post("/v1/manual-attendance", json={"nip": "1"}, headers=WRITER)
+    assert manual.status_code == 422 and {"body", "nip"} <= set(manual.json()["detail"][0]["loc"])
+    punches = client.post("/v1/punches", json={"events": []}, headers={"Authorization": "Bearer gateway-token-opd-1"})
+    assert punches.status_code == 422 and "missing" in {e["type"] for e in punches.json()["detail"]}

@@ -3,6 +3,7 @@ and the trend of TK days per unit month by month."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ekinerja.store.api_deps import Unit
 from ekinerja.store.dashboard import charts, watchlist
 from ekinerja.store.dashboard.i18n import Words
 from ekinerja.store.dashboard.pages import Route
@@ -19,21 +21,24 @@ from ekinerja.store.scoring.discipline import BANDS, CONSECUTIVE
 from ekinerja.store.sessions import Session
 
 Year = Annotated[str | None, Query(max_length=20, description="the year; this year when left out")]
-Unit = Annotated[str | None, Query(max_length=200)]
+YEAR = re.compile(r"[0-9]{4}")  # not str.isdigit: '²' is a digit to it, and int('²') fails
+FIRST_YEAR = 2000
+"""The store scores no earlier year."""
 
 
 def year_of(session: Session, text: str | None, today: date) -> int:
     """The year asked for (this year when not given); BadQuery names a wrong one."""
     if not text:
         return today.year
-    if not text.strip().isdigit() or not 2000 <= int(text) <= today.year:
-        raise BadQuery(session, "year", f"{text!r} is not a year from 2000 to {today.year}")
+    if not YEAR.fullmatch(text.strip()) or not FIRST_YEAR <= int(text) <= today.year:
+        raise BadQuery(session, "year", f"{text!r} is not a year from {FIRST_YEAR} to {today.year}")
     return int(text)
 
 
 def _context(request: Request, session: Session, year_text: str | None, unit_text: str | None) -> dict[str, Any]:
     unit = unit_for(session, unit_text)
     store = state(request)
+    this_year = store.office.now().year
     year = year_of(session, year_text, store.office.now().date())
     try:
         report = discipline(store.engine, store.office, year, None, unit)
@@ -45,7 +50,9 @@ def _context(request: Request, session: Session, year_text: str | None, unit_tex
         "session": session, "page": "discipline", "year": year, "unit": unit, "as_of": report.meta["as_of"],
         "listed": listed, "clear": clear, "units_choice": units_choice(request, session),
         "trend": _trend(request, t, report, year), "bands": BANDS, "consecutive": CONSECUTIVE,
-        "previous": query(year=year - 1, unit=unit), "approaching_days": watchlist.APPROACHING_DAYS,
+        "previous": query(year=year - 1, unit=unit) if year > FIRST_YEAR else None,
+        "following": query(year=year + 1, unit=unit) if year < this_year else None,
+        "this_year": this_year, "approaching_days": watchlist.APPROACHING_DAYS,
     }  # fmt: skip
 
 

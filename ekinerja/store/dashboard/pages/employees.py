@@ -62,10 +62,13 @@ def _page(request: Request, session: Session, unit: str | None, status: int = 20
         with store.engine.connect() as conn:
             found = [(u, _local(u.first_seen, zone), _local(u.last_seen, zone)) for u in unmatched(conn)]
     context = {"problem": None, "form": None, "values": {}, "ok": None} | context
+    today = store.office.now().date()
+    days = {"earliest": entries.EARLIEST_DAY, "leave_last": entries.leave_last_day(today),
+            "manual_last": entries.manual_last_day(today)}  # fmt: skip
     return page(request, "employees.html", status, session=session, page="employees", staff=staff, unit=unit,
                 units_choice=units_choice(request, session), editing=editing, unmatched=found,
                 everyone=list_employees(store.engine) if editing else [], codes=_codes(request),
-                today=store.office.now().date(), **context)  # fmt: skip
+                today=today, days=days, **context)  # fmt: skip
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> datetime:
@@ -105,9 +108,10 @@ def post_leave(
         return guard
     values = _stripped(nip=nip, code=code.upper(), first_day=first_day, last_day=last_day, reason=reason,
                        approved_by=approved_by)  # fmt: skip
+    today = state(request).office.now().date()
     try:
-        entry = leave_entry(values, [c for c, _ in _codes(request)], _known(request))
-        added = entries.add_leave(state(request).engine, [(1, entry)], SOURCE, actor(guard), now())
+        entry = leave_entry(values, [c for c, _ in _codes(request)], _known(request), today)
+        added = entries.add_leave(state(request).engine, [(1, entry)], SOURCE, actor(guard), now(), today)
     except FormProblem as problem:
         return _again(request, guard, unit, "leave", values, problem)
     except CsvRejected as exc:  # the registry was checked above: what is left is an overlap with stored leave
@@ -125,12 +129,13 @@ def post_manual(
     if isinstance(guard, Response):
         return guard
     values = _stripped(nip=nip, day=day, time=time, punch=punch, reason=reason, approved_by=approved_by)
+    today = state(request).office.now().date()
     try:
-        entry = manual_entry(values, _known(request))
-        entries.add_manual(state(request).engine, entry, actor(guard), now())
+        entry = manual_entry(values, _known(request), today)
+        entries.add_manual(state(request).engine, entry, actor(guard), now(), today)
     except FormProblem as problem:
         return _again(request, guard, unit, "manual", values, problem)
-    except CsvRejected as exc:  # only an unknown NIP, removed since the check above
+    except CsvRejected as exc:  # only an unknown NIP, removed since the check above (the day was checked too)
         return _again(request, guard, unit, "manual", values, FormProblem("nip", "emp_unknown_nip", _store_words(exc)))
     return _done(unit, "manual")
 

@@ -12,27 +12,32 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ekinerja.store.api_deps import Unit
 from ekinerja.store.attendance import kept_days
 from ekinerja.store.dashboard import charts, recap
 from ekinerja.store.dashboard.i18n import Words
 from ekinerja.store.dashboard.pages import Route
 from ekinerja.store.dashboard.web import BadQuery, page, query, signed_in, state, unit_for, units_choice, words
-from ekinerja.store.reports import Report, monthly
+from ekinerja.store.reports import MONTHLY_COLUMNS, Report, monthly
 from ekinerja.store.sessions import Session
 
-MONTH = re.compile(r"(\d{4})-(\d{2})")
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only: int() would read others, or fail
 Month = Annotated[str | None, Query(max_length=20, description="YYYY-MM; this month when left out")]
-Unit = Annotated[str | None, Query(max_length=200)]
 
 
 def month_of(session: Session, text: str | None, today: date) -> date:
-    """The month asked for as YYYY-MM (this month when not given); BadQuery names a wrong one."""
+    """The month asked for as YYYY-MM (this month when not given); BadQuery names a wrong one.
+
+    From 2000-01 (the store scores no earlier year) to this month: a later month has nothing to show yet.
+    """
     if not text:
         return today.replace(day=1)
     found = MONTH.fullmatch(text.strip())
-    if found is None or not 1 <= int(found[2]) <= 12 or not 2000 <= int(found[1]) <= 2100:
-        raise BadQuery(session, "month", f"{text!r} is not a month from 2000-01 to 2100-12 (write YYYY-MM)")
-    return date(int(found[1]), int(found[2]), 1)
+    latest = today.replace(day=1)
+    month = date(int(found[1]), int(found[2]), 1) if found and 1 <= int(found[2]) <= 12 else None
+    if month is None or not date(2000, 1, 1) <= month <= latest:
+        raise BadQuery(session, "month", f"{text!r} is not a month from 2000-01 to {latest:%Y-%m} (write YYYY-MM)")
+    return month
 
 
 def _report(request: Request, session: Session, month_text: str | None, unit: str | None) -> tuple[Report, date]:
@@ -42,7 +47,7 @@ def _report(request: Request, session: Session, month_text: str | None, unit: st
     try:
         report = monthly(store.engine, store.office, month, unit)
     except LookupError:  # a unit with nobody in it: an empty recap, not an error
-        report = Report({"month": f"{month:%Y-%m}", "unit": unit}, "employees", [])
+        report = Report({"month": f"{month:%Y-%m}", "unit": unit}, "employees", [], MONTHLY_COLUMNS)
     return report, month
 
 
@@ -66,16 +71,16 @@ def _context(request: Request, session: Session, report: Report, month: date) ->
     nips = {row["nip"] for row in report.rows}
     days = recap.daily_counts(kept_days(store.engine, [month], nips)) if nips else []
     previous, following = _shift(month, -1), _shift(month, 1)
+    latest = store.office.now().date().replace(day=1)
     through = max((row["scored_through"] for row in report.rows if row["scored_through"]), default=None)
     return {
         "session": session, "page": "monthly", "units": units, "unit": unit, "month": month,
         "month_name": t.month(month), "month_value": f"{month:%Y-%m}", "scored_through": through,
         "units_choice": units_choice(request, session), "charts": _charts(t, units, days),
         "here": query(month=f"{month:%Y-%m}", unit=unit),
-        "previous": query(month=f"{previous:%Y-%m}", unit=unit),
-        "following": query(month=f"{following:%Y-%m}", unit=unit),
-        "printed_on": store.office.now().date(),
-        "current": month == store.office.now().date().replace(day=1),
+        "previous": query(month=f"{previous:%Y-%m}", unit=unit) if month > date(2000, 1, 1) else None,
+        "following": query(month=f"{following:%Y-%m}", unit=unit) if following <= latest else None,
+        "latest": f"{latest:%Y-%m}", "printed_on": store.office.now().date(), "current": month == latest,
     }  # fmt: skip
 
 
@@ -86,18 +91,20 @@ def _shift(month: date, by: int) -> date:
 
 async def monthly_page(request: Request, month: Month = None, unit: Unit = None) -> Response:
     """The month's recap for one unit or all (a head of unit sees their own)."""
-    session = signed_in(request)
-    report, first = await run_in_threadpool(_report, request, session, month, unit)
-    context = await run_in_threadpool(_context, request, session, report, first)
-    return page(request, "monthly.html", **context)
+    return await _recap(request, month, unit, "monthly.html")
 
 
 async def monthly_print(request: Request, month: Month = None, unit: Unit = None) -> Response:
     """The same recap laid out for paper, with room for the signatures."""
+    return await _recap(request, month, unit, "monthly_print.html")
+
+
+async def _recap(request: Request, month: str | None, unit: str | None, template: str) -> Response:
+    """The recap of ``month`` and ``unit`` in ``template`` (on screen or for paper: the same context)."""
     session = signed_in(request)
     report, first = await run_in_threadpool(_report, request, session, month, unit)
     context = await run_in_threadpool(_context, request, session, report, first)
-    return page(request, "monthly_print.html", **context)
+    return page(request, template, **context)
 
 
 async def monthly_csv(request: Request, month: Month = None, unit: Unit = None) -> Response:
