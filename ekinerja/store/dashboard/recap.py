@@ -90,3 +90,13 @@ def band_totals(units: Sequence[UnitRecap], kind: str = "tl") -> list[int]:
 def tk_per_unit(units: Sequence[UnitRecap]) -> list[tuple[str, float]]:
     """(unit, TK days), the most first; ties by name."""
     return sorted(((u.unit, float(u.tk_days)) for u in units), key=lambda pair: (-pair[1], pair[0]))
+
+
+def band_ranges(starts: Sequence[int]) -> list[tuple[int, int | None]]:
+    """Each band's minutes, from its start to the next band's start less one (None: no upper end).
+
+    ``starts`` are the rule profile's ``from_minutes``, ascending: [1, 31, 61, 91] gives 1-30, 31-60,
+    61-90 and 91 on.
+    """
+    ends: list[int | None] = [start - 1 for start in starts[1:]]
+    return list(zip(starts, [*ends, None], strict=True))

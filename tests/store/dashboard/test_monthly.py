@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from test_store_attendance import day, punch, push
 from test_web import ADMIN, HEAD, PASSWORD, client, secret_for, sign_in
 
-from ekinerja.store.dashboard.recap import band_totals, by_unit, daily_counts, day_kind, tk_per_unit
+from ekinerja.store.dashboard.recap import band_ranges, band_totals, by_unit, daily_counts, day_kind, tk_per_unit
 from ekinerja.store.db import make_engine
 from ekinerja.store.reports import MONTHLY_COLUMNS, Report
 from ekinerja.store.schema import upgrade
@@ -131,6 +131,7 @@ def test_the_recap_page_shows_the_monthly_report_with_charts(client: TestClient,
     assert answer.text.count("<svg") == 3 and "Januari 2026" in answer.text
     # The TL histogram shows the month's band totals, the daily chart a bar on the 5th with both on time.
     assert "TL1 (1–30 mnt): 1" in answer.text and "TL3 (61–90 mnt): 1" in answer.text
+    assert "TL4 (≥91 mnt / tanpa absen masuk): 0" in answer.text, "a missing clock-in counts in TL4: said so"
     assert "<title>Tepat waktu: 2 (2026-01-05)</title>" in answer.text
     assert 'href="/rekap.csv?month=2026-01"' in answer.text and 'href="/rekap?month=2025-12"' in answer.text
 
@@ -218,3 +219,15 @@ def test_the_csv_download_has_its_header_even_with_nobody_in_it(client: TestClie
     assert empty.status_code == 200 and empty.text == header + "\n"
     assert list(csv.DictReader(io.StringIO(empty.text))) == []
     assert Report({}, "employees", [], MONTHLY_COLUMNS).as_csv() == header + "\n", "the API's own empty report too"
+
+
+@pytest.mark.parametrize(
+    ("starts", "ranges"),
+    [
+        ([1, 31, 61, 91], [(1, 30), (31, 60), (61, 90), (91, None)]),
+        ([1, 61], [(1, 60), (61, None)]),  # Pergub Sumut: over 60 minutes counts as TK, two bands
+        ([5], [(5, None)]),
+    ],
+)
+def test_band_ranges_follow_the_profile(starts: list[int], ranges: list[tuple[int, int | None]]) -> None:
+    assert band_ranges(starts) == ranges

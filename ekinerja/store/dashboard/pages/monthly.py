@@ -12,6 +12,7 @@ from fastapi import Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ekinerja.config.rules import BandRules
 from ekinerja.store.api_deps import Unit
 from ekinerja.store.attendance import kept_days
 from ekinerja.store.dashboard import charts, recap
@@ -51,9 +52,23 @@ def _report(request: Request, session: Session, month_text: str | None, unit: st
     return report, month
 
 
-def _charts(t: Words, units: list[recap.UnitRecap], days: list[tuple[date, dict[str, int]]]) -> dict[str, str]:
+def _band_labels(t: Words, lateness: BandRules) -> list[str]:
+    """TL1.. with the profile's minutes; the band a missing clock-in counts in says so."""
+    labels = []
+    for n, (low, high) in enumerate(recap.band_ranges([b.from_minutes for b in lateness.bands]), 1):
+        minutes = t("minutes_range", low=low, high=high) if high is not None else t("minutes_from", low=low)
+        if n == lateness.missing_band:
+            minutes += " / " + t("no_clock_in_short")
+        labels.append(f"TL{n} ({minutes})")
+    return labels
+
+
+def _charts(
+    t: Words, lateness: BandRules, units: list[recap.UnitRecap], days: list[tuple[date, dict[str, int]]]
+) -> dict[str, str]:
     kinds = [charts.Category(kind, t(f"day_{kind}")) for kind in recap.DAY_KINDS]
-    bands = dict(zip([f"TL{n} ({t(f'tl_range_{n}')})" for n in range(1, 5)], recap.band_totals(units), strict=True))
+    labels = _band_labels(t, lateness)
+    bands = dict(zip(labels, recap.band_totals(units)[: len(labels)], strict=True))
     return {
         "days": charts.daily_stacked_bars(
             days, kinds, title=t("chart_days"), empty=t("chart_empty"), x_label=t("chart_days_x")
@@ -73,10 +88,11 @@ def _context(request: Request, session: Session, report: Report, month: date) ->
     previous, following = _shift(month, -1), _shift(month, 1)
     latest = store.office.now().date().replace(day=1)
     through = max((row["scored_through"] for row in report.rows if row["scored_through"]), default=None)
+    lateness = store.office.scorer.profile.lateness
     return {
         "session": session, "page": "monthly", "units": units, "unit": unit, "month": month,
         "month_name": t.month(month), "month_value": f"{month:%Y-%m}", "scored_through": through,
-        "units_choice": units_choice(request, session), "charts": _charts(t, units, days),
+        "units_choice": units_choice(request, session), "charts": _charts(t, lateness, units, days),
         "here": query(month=f"{month:%Y-%m}", unit=unit),
         "previous": query(month=f"{previous:%Y-%m}", unit=unit) if month > date(2000, 1, 1) else None,
         "following": query(month=f"{following:%Y-%m}", unit=unit) if following <= latest else None,
