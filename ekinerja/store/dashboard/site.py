@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ekinerja.store.dashboard import signin, web
-from ekinerja.store.dashboard.pages import devices, discipline, employees, monthly, today
+from ekinerja.store.dashboard.pages import devices, discipline, employee_imports, employees, monthly, today
 
-MODULES = (signin, today, monthly, discipline, devices, employees)
+MODULES = (signin, today, monthly, discipline, devices, employees, employee_imports)
 
 
 def mount(app: FastAPI) -> None:

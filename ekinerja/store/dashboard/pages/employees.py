@@ -49,10 +49,11 @@ def employees_page(
 ) -> Response:
     """The registry of one unit or all, and for editors the unmatched subjects and the forms."""
     session = signed_in(request)
-    return _page(request, session, unit_for(session, unit), ok=ok if ok in CONFIRMATIONS else None)
+    return render(request, session, unit_for(session, unit), ok=ok if ok in CONFIRMATIONS else None)
 
 
-def _page(request: Request, session: Session, unit: str | None, status: int = 200, **context: Any) -> Response:
+def render(request: Request, session: Session, unit: str | None, status: int = 200, **context: Any) -> Response:
+    """The Karyawan page for ``unit``, with the context of a form just sent (if any)."""
     store = state(request)
     zone = store.office.zone
     staff = list_employees(store.engine, unit)
@@ -61,7 +62,14 @@ def _page(request: Request, session: Session, unit: str | None, status: int = 20
     if editing:  # unmatched subjects belong to no unit yet: only who may map them sees them
         with store.engine.connect() as conn:
             found = [(u, _local(u.first_seen, zone), _local(u.last_seen, zone)) for u in unmatched(conn)]
-    context = {"problem": None, "form": None, "values": {}, "ok": None} | context
+    context = {
+        "problem": None,
+        "form": None,
+        "values": {},
+        "ok": None,
+        "imported": None,
+        "import_problems": [],
+    } | context
     today = store.office.now().date()
     days = {"earliest": entries.EARLIEST_DAY, "leave_last": entries.leave_last_day(today),
             "manual_last": entries.manual_last_day(today)}  # fmt: skip
@@ -81,7 +89,7 @@ def _codes(request: Request) -> list[tuple[str, str]]:
     return sorted((code, rule.description) for code, rule in state(request).office.scorer.profile.leave.items())
 
 
-def _guard(request: Request, csrf_token: str) -> Session | Response:
+def editor_session(request: Request, csrf_token: str) -> Session | Response:
     """The editor's session if the form carries its token; else a 403 page (a head is refused by ``editor``)."""
     session = editor(request)
     if not sessions.csrf_ok(session, csrf_token):
@@ -103,7 +111,7 @@ def post_leave(
     first_day: Field = "", last_day: Field = "", reason: Field = "", approved_by: Field = "",
 ) -> Response:  # fmt: skip
     """Enter leave or duty for an employee over a range of days."""
-    guard = _guard(request, csrf_token)
+    guard = editor_session(request, csrf_token)
     if isinstance(guard, Response):
         return guard
     values = _stripped(nip=nip, code=code.upper(), first_day=first_day, last_day=last_day, reason=reason,
@@ -125,7 +133,7 @@ def post_manual(
     time: Field = "", punch: Field = "", reason: Field = "", approved_by: Field = "",
 ) -> Response:  # fmt: skip
     """Enter a clock-in or clock-out by hand, at the office's wall clock."""
-    guard = _guard(request, csrf_token)
+    guard = editor_session(request, csrf_token)
     if isinstance(guard, Response):
         return guard
     values = _stripped(nip=nip, day=day, time=time, punch=punch, reason=reason, approved_by=approved_by)
@@ -145,7 +153,7 @@ def post_mapping(
     kind: Field = "", value: Field = "", nip: Field = "",
 ) -> Response:  # fmt: skip
     """Map a subject no one is mapped to (a device's user id or a card) to an employee."""
-    guard = _guard(request, csrf_token)
+    guard = editor_session(request, csrf_token)
     if isinstance(guard, Response):
         return guard
     values = _stripped(gateway_id=gateway_id, device_id=device_id, kind=kind, value=value, nip=nip)
@@ -165,7 +173,7 @@ def _again(
     request: Request, session: Session, unit: str | None, form: str, values: dict[str, str], problem: FormProblem
 ) -> Response:
     """The page again, 400, the form holding what was typed and saying which field is wrong."""
-    return _page(request, session, unit_for(session, unit), 400, form=form, values=values, problem=problem)
+    return render(request, session, unit_for(session, unit), 400, form=form, values=values, problem=problem)
 
 
 def _stripped(**values: str) -> dict[str, str]:
