@@ -94,7 +94,7 @@ def test_the_registry_and_the_forms_for_the_personnel_section(client: TestClient
     assert all(f'<tr data-nip="{nip}">' in page.text for nip in (ANI, BUDI, CITRA))
     assert 'data-subject="opd-1/pintu/zk_user_id/1009"' in page.text and "zk_user_id/1001" not in page.text
     assert all(f'action="{path}"' in page.text for path in FORMS)
-    assert page.text.count(f'name="csrf_token" value="{token}"') == 4  # sign-out, one mapping, leave, manual
+    assert page.text.count(f'name="csrf_token" value="{token}"') == 6  # sign-out, 2 imports, a mapping, leave, manual
     assert '<option value="CLTN"' in page.text or '<option value="CT"' in page.text  # the profile's codes
     one_unit = client.get("/karyawan", params={"unit": "Bidang Aset"})
     assert f'data-nip="{CITRA}"' in one_unit.text and f'data-nip="{ANI}"' not in one_unit.text
