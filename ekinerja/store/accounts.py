@@ -127,6 +127,12 @@ def reset_totp(engine: Engine, username: str, by: str, now: datetime) -> str:
     return secret
 
 
+def set_active(engine: Engine, username: str, active: bool, by: str, now: datetime) -> None:
+    """Let a user sign in again, or stop them: a disabled user's sessions end at once (the record stays, for
+    the audit log's sake)."""
+    _change(engine, username, by, now, "user.enable" if active else "user.disable", active=active)
+
+
 def unlock(engine: Engine, username: str, by: str, now: datetime) -> None:
     """Lift a lockout before it ends by itself."""
     _change(engine, username, by, now, "user.unlock")
@@ -150,11 +156,11 @@ def _row(conn: Connection, username: str) -> Any:
     return conn.execute(select(users).where(users.c.username == username)).first()
 
 
-def listing(engine: Engine) -> list[tuple[User, datetime | None]]:
-    """Every user, with the end of their lockout if locked."""
+def listing(engine: Engine) -> list[tuple[User, datetime | None, bool]]:
+    """Every user, with the end of their lockout if locked, and whether they may sign in at all."""
     with engine.connect() as conn:
         rows = conn.execute(select(users).order_by(users.c.username)).all()
-    return [(_user(row), row.locked_until) for row in rows]
+    return [(_user(row), row.locked_until, bool(row.active)) for row in rows]
 
 
 def _user(row: Any) -> User:

@@ -25,13 +25,17 @@ from ekinerja.store.registry import list_employees
 
 def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``store user ...`` under ``store``."""
-    user = actions.add_parser("user", help="the dashboard's accounts: add, passwd, reset-totp, unlock, list")
+    user = actions.add_parser(
+        "user", help="the dashboard's accounts: add, passwd, reset-totp, unlock, disable, enable, list"
+    )
     verbs = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     for name, help_text, func in (
         ("add", "add a user and show their second factor once", _add),
         ("passwd", "set a user's password (also lifts a lockout)", _passwd),
         ("reset-totp", "a new second factor for a user who lost theirs", _reset_totp),
         ("unlock", "lift a lockout before it ends by itself", _unlock),
+        ("disable", "stop a user signing in (their sessions end at once); the account is kept", _disable),
+        ("enable", "let a disabled user sign in again", _enable),
         ("list", "every user, their role and unit, and any lockout", _list),
     ):
         verb = verbs.add_parser(name, help=help_text)
@@ -119,9 +123,22 @@ def _unlock(args: argparse.Namespace, engine: Any, _office: Office) -> int:
     return 0
 
 
+def _disable(args: argparse.Namespace, engine: Any, _office: Office) -> int:
+    _guarded(lambda: accounts.set_active(engine, args.username, False, operator(args), utc_now()))
+    print(f"{args.username} may no longer sign in; their sessions have ended")
+    return 0
+
+
+def _enable(args: argparse.Namespace, engine: Any, _office: Office) -> int:
+    _guarded(lambda: accounts.set_active(engine, args.username, True, operator(args), utc_now()))
+    print(f"{args.username} may sign in again")
+    return 0
+
+
 def _list(_args: argparse.Namespace, engine: Any, _office: Office) -> int:
     now = utc_now()
-    for user, locked_until in accounts.listing(engine):
+    for user, locked_until, active in accounts.listing(engine):
         lock = f"\tlocked until {locked_until:%Y-%m-%d %H:%M} UTC" if locked_until and locked_until > now else ""
-        print(f"{user.username}\t{user.role.value}\t{user.unit or 'every unit'}\t{user.full_name}{lock}")
+        off = "" if active else "\tdisabled"
+        print(f"{user.username}\t{user.role.value}\t{user.unit or 'every unit'}\t{user.full_name}{lock}{off}")
     return 0

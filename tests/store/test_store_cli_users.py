@@ -63,6 +63,12 @@ def test_add_sign_in_passwd_reset_totp_and_list(store: Path) -> None:
     listed = run(store, "user", "list")
     assert listed.stdout.strip() == "kabag.umum\thead\tBagian Umum\tKepala Bagian Umum"
     assert run(store, "user", "unlock", "kabag.umum").returncode == 0
+    disabled = run(store, "user", "disable", "kabag.umum")
+    assert disabled.returncode == 0 and "may no longer sign in" in disabled.stdout
+    assert sign_in(store, "kabag.umum", "sandi-baru-kabag-2", new_secret).user is None, "a disabled user cannot"
+    assert run(store, "user", "list").stdout.strip().endswith("\tdisabled")
+    assert run(store, "user", "enable", "kabag.umum").returncode == 0
+    assert sign_in(store, "kabag.umum", "sandi-baru-kabag-2", new_secret).user is not None
 
 
 MISTAKES = [
@@ -73,6 +79,7 @@ MISTAKES = [
     (["add", "x1", "--name", "X", "--role", "boss"], "", "invalid choice: 'boss'"),
     (["passwd", "siapa", "--password-stdin"], "sandi-yang-cukup-panjang\n", "no user 'siapa'"),
     (["reset-totp", "siapa"], "", "no user 'siapa'"),
+    (["disable", "siapa"], "", "no user 'siapa'"),
 ]  # fmt: skip
 
 
