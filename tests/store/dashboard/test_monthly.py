@@ -9,10 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -22,24 +20,13 @@ from test_store_attendance import day, punch, push
 from test_web import ADMIN, HEAD, PASSWORD, client, secret_for, sign_in
 
 from ekinerja.store.dashboard.recap import band_ranges, band_totals, by_unit, daily_counts, day_kind, tk_per_unit
-from ekinerja.store.db import make_engine
 from ekinerja.store.reports import MONTHLY_COLUMNS, Report
-from ekinerja.store.schema import upgrade
 from ekinerja.store.scoring.day import DayScore
 from ekinerja.sync.contract import Punch
 
 from samples import ANI, BUDI, CITRA, CORE
 
 __all__ = ["client"]  # the fixture, shared with test_web
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """SQLite only: the page reads the reports, which tests/store/test_store_attendance.py runs on all three."""
-    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def score(d: int = 5, *, working: bool = True, first_in: int | None = 7, tl: int = 0, tk: bool = False,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -14,9 +12,7 @@ from test_web import ADMIN, PASSWORD, client, secret_for, sign_in
 
 from ekinerja.store.dashboard.pages.today import active_on
 from ekinerja.store.dashboard.today import Presence, board, presence
-from ekinerja.store.db import make_engine
 from ekinerja.store.registry import EmployeeRecord
-from ekinerja.store.schema import upgrade
 from ekinerja.store.scoring.day import DayScore
 
 from samples import ANI, BUDI, CITRA, csv_post
@@ -25,15 +21,6 @@ __all__ = ["client"]  # the fixture, shared with test_web
 
 DAY = date(2026, 1, 5)
 GONE, COMING = "198001012006041001", "198202022008012002"  # who left, who is yet to start
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """SQLite only: the page's rule (who is active today) is the same on every backend."""
-    engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def score(*, working: bool = True, first_in: str | None = None, late: int | None = None, tl: int = 0,
