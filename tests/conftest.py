@@ -51,7 +51,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 # --- PC/SC: the real pcscd with vsmartcard's virtual readers (tests/pcscd.py) -------------------
-from pcscd import Pcscd, wait_empty  # noqa: E402
+from pcscd import PCSCD_GROUP, Pcscd, wait_empty  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses pcscd runs in one xdist worker: only one pcscd can run on a machine
+    (vpcd's fixed ports, one socket path), and each worker has its own session fixtures."""
+    for item in items:
+        if "pcscd_daemon" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(PCSCD_GROUP))
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +79,8 @@ def pcscd(pcscd_daemon: Pcscd) -> Pcscd:
         pcscd_daemon.restart(readers=True)
     wait_empty()  # the last test's card has left, as pcscd sees it
     return pcscd_daemon
+
+
+# --- parallel runs: pyproject's addopts run the tests on two workers with --dist loadgroup -------
+# tests/xdist_groups.py: the scheduler that keeps each xdist_group (as PCSCD_GROUP) in one worker.
+pytest_plugins = ["xdist_groups"]

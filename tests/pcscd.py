@@ -4,7 +4,8 @@ pcscd runs in the foreground with ``-c DIR``: a reader.conf.d folder that holds 
 ("Virtual PCD 00 00" on TCP 35963, "Virtual PCD 00 01" on 35964) or nothing at all. pcscd reads
 that folder only at start (a reload is refused once it changed), so "no reader, then a reader"
 and "a reader unplugged, then back" are pcscd restarts with the folder emptied or filled.
-Only one pcscd can run on a machine: the tests share this one and run one after the other.
+Only one pcscd can run on a machine: the tests share this one and run one after the other, all
+in one xdist worker (the group :data:`PCSCD_GROUP`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ VPCD_CONF = Path("/etc/reader.conf.d/vpcd")
 PID_FILE = Path("/run/pcscd/pcscd.pid")
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+PCSCD_GROUP = "pcscd"  # the xdist_group of every test that uses pcscd (tests/conftest.py)
 
 
 def tap(card: VirtualCard, hold_s: float = 0.3) -> Tap:

@@ -9,7 +9,13 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-from pcscd import Pcscd
+import pytest
+
+from pcscd import PCSCD_GROUP, Pcscd
+
+# Every demo uses this machine's pcscd when one answers, and takes port 8401 for its page when it
+# is free: with the pcscd fixture or without, the demos run one at a time, beside pcscd's tests.
+pytestmark = pytest.mark.xdist_group(PCSCD_GROUP)
 
 CLI = [sys.executable, "-m", "ekinerja.cli"]
 

@@ -37,8 +37,10 @@ from stack import (
     wait_for,
     write_gateway_toml,
 )
+from xdist_groups import STRESS
 
 TOKEN = "outage-token-opd-1"
+pytestmark = STRESS  # one at a time (tests/xdist_groups.py)
 RECORDS_PER_TERMINAL = 25_000
 RETRY_AFTER_S = 1
 MAX_BACKOFF_S = 4
