@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -89,7 +90,7 @@ def proxied(tmp_path: Path) -> Iterator[tuple[str, str, str, Path]]:
 
 def test_the_store_behind_nginx_over_https(proxied: tuple[str, str, str, Path]) -> None:
     https, http, direct, ca = proxied
-    with httpx.Client(base_url=https, verify=str(ca), timeout=30) as client:
+    with httpx.Client(base_url=https, verify=ssl.create_default_context(cafile=str(ca)), timeout=30) as client:
         health = client.get("/healthz")
         assert health.status_code == 200 and health.headers["strict-transport-security"] == "max-age=31536000"
         batch = Batch(gateway_id="opd-1", sent_at=datetime.now(UTC), events=make_events(2000))
