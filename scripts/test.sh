@@ -4,7 +4,7 @@
 # tests start their own throwaway instances), chromium for the page tests, nginx, a virtual
 # environment with the project and its test tools, then ruff, mypy, pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/store -x; pyproject's addopts run the tests
-# on two workers (pytest-xdist), -n 0 in one process.
+# on three workers (pytest-xdist), -n 0 in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
