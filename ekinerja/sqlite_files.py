@@ -98,7 +98,7 @@ def backup(source: Path, target: Path, what: str) -> int:
             raise OperatorError(f"the copy of {what} {source} fails SQLite's check ({problem}); nothing was kept")
         _fsync_file(part)
         part.rename(target)
-        _fsync_dir(target.parent)
+        sync_folder(target.parent)
     except sqlite3.Error as exc:
         raise OperatorError(f"cannot back up {what} {source} to {target}: {exc}") from None
     finally:
@@ -117,7 +117,7 @@ def restore(copy: Path, target: Path, what: str, tables: Collection[str]) -> Pat
         raise OperatorError(f"{what} {target} is open in a running program: stop it first. Nothing was changed")
     present = [target.with_name(target.name + side) for side in (*SIDE_FILES, "")]
     present = [p for p in present if p.exists()]  # the database itself last: without it, its -wal is harmless
-    kept = _new_folder(target.parent, "replaced") if present else None
+    kept = new_folder(target.parent, "replaced") if present else None
     part = target.with_name(target.name + ".restoring")
     shutil.copyfile(copy, part)
     _fsync_file(part)
@@ -125,7 +125,7 @@ def restore(copy: Path, target: Path, what: str, tables: Collection[str]) -> Pat
         assert kept is not None
         path.rename(kept / path.name)
     part.rename(target)
-    _fsync_dir(target.parent)
+    sync_folder(target.parent)
     return kept
 
 
@@ -151,7 +151,8 @@ def _check(conn: sqlite3.Connection) -> str | None:
     return None if first and first[0] == "ok" else str(first[0] if first else "no answer")
 
 
-def _new_folder(parent: Path, prefix: str) -> Path:
+def new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder ``<prefix>-<UTC time>`` in ``parent``, numbered if one of that second exists."""
     base = parent / f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     folder, n = base, 1
     while folder.exists():  # twice within a second
@@ -166,7 +167,8 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Make the renames in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -30,7 +30,7 @@ from pathlib import Path
 from ekinerja.errors import OperatorError
 from ekinerja.gateway.buffer import ACKED, Buffer
 from ekinerja.gateway.buffer_damage import find_damage, read_only_uri, recovery_marker
-from ekinerja.sqlite_files import in_use
+from ekinerja.sqlite_files import in_use, new_folder, sync_folder
 
 TABLES = ("device_keys", "reads", "events", "cursors", "clock_settings", "log_clears", "quarantine")
 BATCH = 1000
@@ -148,9 +148,9 @@ def _move_into_place(path: Path, kept: Path, recovery: Recovery) -> Recovery:
             f"Copy them to a safe place, remove {recovery_marker(path)}, copy them back beside it and run "
             "recover again"
         )
-    _sync(path.parent)
+    sync_folder(path.parent)
     recovery_marker(path).unlink()
-    _sync(path.parent)
+    sync_folder(path.parent)
     buffer = Buffer(path)
     try:
         recovery.pending = buffer.backlog().pending
@@ -315,13 +315,7 @@ def _fresh(path: Path) -> Path:
 
 def _new_folder(path: Path) -> Path:
     """A new folder beside the buffer for its damaged files: ``damaged-<UTC time>``."""
-    base = path.parent / f"damaged-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    kept, n = base, 1
-    while kept.exists():  # recovered twice within a second
-        n += 1
-        kept = base.with_name(f"{base.name}-{n}")
-    kept.mkdir()
-    return kept
+    return new_folder(path.parent, "damaged")
 
 
 def _write_marker(marker: Path, kept: Path) -> None:
@@ -332,7 +326,7 @@ def _write_marker(marker: Path, kept: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     part.rename(marker)
-    _sync(marker.parent)
+    sync_folder(marker.parent)
 
 
 def _move(source: Path, target: Path) -> None:
@@ -341,15 +335,6 @@ def _move(source: Path, target: Path) -> None:
     if target.exists():  # never overwrite what was kept
         raise OperatorError(f"cannot move {source} to {target}: it is there already; move one of them aside by hand")
     source.rename(target)
-
-
-def _sync(folder: Path) -> None:
-    """Make the renames in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
